@@ -1,0 +1,21 @@
+# cryopipe: continuous conformational heterogeneity in cryo-EM images (DeepHEMNMA and beyond).
+# Thin on purpose: config validation and helpers live in rules/common.smk, the science in the
+# `cryopipe` package that every rule calls as `python -m cryopipe <command>`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/reference.smk"
+include: "rules/simulate.smk"
+include: "rules/preprocess.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,9 @@
+"""cryopipe: continuous conformational heterogeneity in cryo-EM images (DeepHEMNMA and beyond).
+
+Units used everywhere in the package:
+- lengths in Å, angles in degrees at the file boundary (radians inside torch code only where named),
+- RELION conventions: ZYZ Euler (rot, tilt, psi), rlnOriginX/YAngst, defocus in Å,
+- normal-mode amplitudes in Å of RMSD: amplitude 1 along one mode displaces the atoms by 1 Å RMSD.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from cryopipe.cli import main
+
+sys.exit(main())

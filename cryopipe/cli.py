@@ -1,0 +1,62 @@
+"""`python -m cryopipe <command>`: one module per command with add_args/main.
+
+Command modules import only the standard library at module level, so `--help` is instant;
+heavy packages (torch, prody, pandas) are imported inside `main`. A CryopipeError becomes one
+line on stderr and exit status 2, and the outputs the command declared are removed so nothing
+half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "reference": "cryopipe.commands.reference",
+    "modes": "cryopipe.commands.modes",
+    "conformations": "cryopipe.commands.conformations",
+    "simulate": "cryopipe.commands.simulate",
+    "import": "cryopipe.commands.import_star",
+    "preprocess": "cryopipe.commands.preprocess",
+    "validate-config": "cryopipe.commands.validate_config",
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="cryopipe", description="cryo-EM continuous heterogeneity pipeline")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name, path in COMMANDS.items():
+        mod = importlib.import_module(path)
+        p = sub.add_parser(name, help=(mod.__doc__ or name).strip().splitlines()[0], description=mod.__doc__)
+        mod.add_args(p)
+        modules[name] = mod
+    return parser, modules
+
+
+def _remove_outputs(args: argparse.Namespace, names) -> None:
+    for name in names:
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v and Path(v).is_file():
+                Path(v).unlink()
+
+
+def main(argv=None) -> int:
+    from cryopipe.errors import CryopipeError
+
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    mod = modules[args.command]
+    try:
+        mod.main(args)
+    except CryopipeError as e:
+        _remove_outputs(args, getattr(mod, "OUTPUTS", ()))
+        print(f"cryopipe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BaseException:
+        _remove_outputs(args, getattr(mod, "OUTPUTS", ()))
+        raise
+    return 0

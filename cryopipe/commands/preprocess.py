@@ -1,0 +1,77 @@
+"""Preprocess: phase flip, Fourier-crop downsampling, normalisation; split into image set 1 / set 2."""
+
+from __future__ import annotations
+
+from cryopipe.commands import add_params_arg, resolve_params
+
+OUTPUTS = ["out_star", "out_mrcs", "split", "set1", "set2", "preview"]
+
+
+def params_from_config(cfg: dict) -> dict:
+    return {**cfg["preprocess"], "seed": cfg["seed"], "allow_subset": cfg["data"]["import"]["allow_subset"],
+            "device": cfg["device"]}
+
+
+def add_args(p) -> None:
+    add_params_arg(p)
+    p.add_argument("--star", required=True, help="input RELION 3.1 particles.star (from simulate or import)")
+    p.add_argument("--out-star", required=True)
+    p.add_argument("--out-mrcs", required=True)
+    p.add_argument("--split", required=True, help="output table particle → image_set (1/2), subset")
+    p.add_argument("--set1", required=True, help="output STAR of image set 1")
+    p.add_argument("--set2", required=True, help="output STAR of image set 2")
+    p.add_argument("--preview", required=True, help="output montage (.png)")
+
+
+def main(args) -> None:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from cryopipe.commands.import_star import check_particles
+    from cryopipe.commands.simulate import pick_device
+    from cryopipe.errors import CryopipeError
+    from cryopipe.imaging.preprocess import preprocess_batch, split_sets
+    from cryopipe.io.atomic import atomic_path
+    from cryopipe.io.mrc import StackWriter
+    from cryopipe.io.star import image_names, load_images, read_star, write_star
+    from cryopipe.plots import save_montage
+
+    prm = resolve_params(args, params_from_config)
+    particles, optics = read_star(args.star)
+    check_particles(particles, optics, args.star, prm["allow_subset"])
+    if len(optics) > 1:
+        raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
+    opt = optics.iloc[0].to_dict()
+    L, size = int(opt["rlnImageSize"]), prm["size"]
+    if size > L:
+        raise CryopipeError(f"config key 'preprocess.size': {size} px is larger than the images ({L} px)")
+    device = pick_device(prm["device"])
+    bs, n = prm["batch_size"], len(particles)
+    with StackWriter(args.out_mrcs, n, size, opt["rlnImagePixelSize"] * L / size) as out:
+        for lo in tqdm(range(0, n, bs), desc="preprocess", mininterval=2):
+            rows = np.arange(lo, min(lo + bs, n))
+            raw = load_images(particles, args.star, rows)
+            bad = np.nonzero(~np.isfinite(raw).all(axis=(1, 2)))[0]
+            if len(bad):
+                raise CryopipeError(f"{args.star}: particle {rows[bad[0]]} ({particles['rlnImageName'].iloc[rows[bad[0]]]}) has NaN/Inf pixels")
+            imgs = preprocess_batch(torch.as_tensor(raw, dtype=torch.float64, device=device), particles.iloc[rows], opt, size=size,
+                                    do_phase_flip=prm["phase_flip"], background_radius=prm["background_radius"])
+            out.write(lo, imgs.cpu().numpy().astype(np.float32))
+            if lo == 0:
+                preview = imgs[:16].cpu().numpy()
+    new = particles.copy()
+    new["rlnImageName"] = image_names(args.out_mrcs, n)
+    new_optics = optics.copy()
+    new_optics["rlnImagePixelSize"] = opt["rlnImagePixelSize"] * L / size
+    new_optics["rlnImageSize"] = size
+    new_optics["rlnCtfDataArePhaseFlipped"] = int(prm["phase_flip"])
+    split = split_sets(n, prm["seed"], prm["set1_fraction"], prm["validation_fraction"], prm["test_fraction"])
+    write_star(args.out_star, new, new_optics)
+    write_star(args.set1, new[split["image_set"].to_numpy() == 1], new_optics)
+    write_star(args.set2, new[split["image_set"].to_numpy() == 2], new_optics)
+    with atomic_path(args.split) as tmp:
+        split.to_csv(tmp, index=False)
+    save_montage(args.preview, preview, f"preprocessed ({size} px, {new_optics['rlnImagePixelSize'].iloc[0]:.3g} Å/px)")
+    counts = split["subset"].value_counts().to_dict()
+    print(f"preprocess: {n} images {L}→{size} px; split {counts}")

@@ -1,0 +1,112 @@
+"""Simulate: one SNR × defocus grid point → particles.mrcs + RELION 3.1 particles.star + ground truth."""
+
+from __future__ import annotations
+
+from cryopipe.commands import add_params_arg, resolve_params
+
+OUTPUTS = ["star", "mrcs", "truth", "preview"]
+
+
+def dataset_name(snr: float, defocus: list[float]) -> str:
+    """Grid point → folder name, e.g. snr0.1_df0.5-2.0 (parsed back by `parse_dataset_name`)."""
+    return f"snr{snr:g}_df{defocus[0]:g}-{defocus[1]:g}"
+
+
+def parse_dataset_name(name: str) -> tuple[float, tuple[float, float]]:
+    import re
+
+    from cryopipe.errors import CryopipeError
+
+    m = re.fullmatch(r"snr([0-9.eE+-]+)_df([0-9.eE+]+)-([0-9.eE+]+)", name)
+    if not m:
+        raise CryopipeError(f"dataset '{name}' is not a simulated grid point (snr<S>_df<lo>-<hi>)")
+    return float(m.group(1)), (float(m.group(2)), float(m.group(3)))
+
+
+def params_from_config(cfg: dict) -> dict:
+    s = {k: v for k, v in cfg["simulate"].items() if k != "grid"}  # grid values come from the dataset name
+    return {**s, "seed": cfg["seed"], "resolution": cfg["reference"]["resolution"], "modes": cfg["conformations"]["modes"],
+            "device": cfg["device"]}
+
+
+def add_args(p) -> None:
+    add_params_arg(p)
+    p.add_argument("--dataset", required=True, help="grid point name, e.g. snr0.1_df0.5-2.0")
+    p.add_argument("--atoms", required=True)
+    p.add_argument("--modes", required=True)
+    p.add_argument("--conformations", required=True, help="ground-truth table from `conformations`")
+    p.add_argument("--star", required=True, help="output particles.star")
+    p.add_argument("--mrcs", required=True, help="output particles.mrcs")
+    p.add_argument("--truth", required=True, help="output ground truth of this grid point (.csv)")
+    p.add_argument("--preview", required=True, help="output montage of the first images (.png)")
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from cryopipe.errors import CryopipeError
+
+        raise CryopipeError("config key 'device': cuda requested but no GPU is visible")
+    return name
+
+
+def main(args) -> None:
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from cryopipe.errors import CryopipeError
+    from cryopipe.imaging.project import sigma_for_resolution
+    from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
+    from cryopipe.io.atomic import atomic_path
+    from cryopipe.io.mrc import StackWriter
+    from cryopipe.io.star import image_names, make_optics, write_star
+    from cryopipe.io.structure import Atoms
+    from cryopipe.plots import save_montage
+    from cryopipe.structure.conformations import amplitude_columns
+    from cryopipe.structure.modes import Modes
+
+    prm = resolve_params(args, params_from_config)
+    snr, defocus = parse_dataset_name(args.dataset)
+    if not snr > 0:
+        raise CryopipeError(f"dataset {args.dataset}: SNR must be positive")
+    atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
+    truth = pd.read_csv(args.conformations)
+    cols = amplitude_columns(prm["modes"])
+    missing = [c for c in cols + ["particle", "rlnAngleRot", "rlnOriginXAngst"] if c not in truth.columns]
+    if missing:
+        raise CryopipeError(f"{args.conformations}: missing column {missing[0]}")
+    n = len(truth)
+    du, dv, ang = draw_defocus(n, defocus, prm["astigmatism"], prm["seed"], args.dataset)
+    truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
+    truth["snr"] = snr
+    optics = Optics(prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"],
+                    prm["b_factor"], prm["phase_shift"])
+    sim = Simulator(atoms.coords, atoms.weights, modes.select(prm["modes"]), optics, sigma=sigma_for_resolution(prm["resolution"]),
+                    ctf=prm["ctf"], pad_factor=prm["pad_factor"], device=pick_device(prm["device"]))
+    bs = prm["batch_size"]
+    batches = [truth.iloc[i : i + bs] for i in range(0, n, bs)]
+    # Pass 1: signal variance over the particle → one noise level for the stack.
+    var = np.concatenate([sim.signal_variance(b, cols) for b in tqdm(batches, desc=f"{args.dataset} signal", mininterval=2)])
+    noise_var = noise_variance_for_snr(var, snr)
+    # Pass 2: the images, written batch by batch.
+    with StackWriter(args.mrcs, n, prm["box"], prm["pixel_size"]) as out:
+        for i, b in enumerate(tqdm(batches, desc=f"{args.dataset} images", mininterval=2)):
+            imgs = sim.noisy(b, cols, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset)
+            out.write(i * bs, imgs.cpu().numpy().astype(np.float32))
+            if i == 0:
+                preview = imgs[:16].cpu().numpy()
+    particles = truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
+                       "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].copy()
+    particles.insert(0, "rlnImageName", image_names(args.mrcs, n))
+    particles["rlnOpticsGroup"] = 1
+    write_star(args.star, particles, make_optics(prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"],
+                                                 prm["amplitude_contrast"]))
+    truth["noise_variance"] = noise_var
+    with atomic_path(args.truth) as tmp:
+        truth.to_csv(tmp, index=False, float_format="%.6f")
+    save_montage(args.preview, preview, f"{args.dataset}: first {len(preview)} of {n} particles")
+    print(f"simulate: {args.dataset}: {n} images {prm['box']}² px, mean signal var {var.mean():.4g}, noise var {noise_var:.4g}")

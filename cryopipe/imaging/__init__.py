@@ -1,0 +1,1 @@
+"""Image formation: CTF, projection of atoms, noise, simulation and preprocessing."""

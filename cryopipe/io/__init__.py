@@ -1,0 +1,1 @@
+"""File formats: RELION STAR, MRC/MRCS, PDB/mmCIF, and atomic writes."""

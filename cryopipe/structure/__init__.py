@@ -1,0 +1,1 @@
+"""Reference structure, normal modes, deformations and ground-truth conformations."""

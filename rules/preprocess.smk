@@ -1,0 +1,25 @@
+rule preprocess:
+    input:
+        star=raw_star,
+    output:
+        star=res("preprocess/{dataset}/particles.star"),
+        mrcs=res("preprocess/{dataset}/particles.mrcs"),
+        split=res("preprocess/{dataset}/split.csv"),
+        set1=res("preprocess/{dataset}/set1.star"),
+        set2=res("preprocess/{dataset}/set2.star"),
+        preview=report(res("preprocess/{dataset}/preview.png"), caption="../report/preprocess.rst", category="Preprocessing",
+                       subcategory="{dataset}"),
+    params:
+        cfg=stage_params("preprocess"),
+    log:
+        res("logs/preprocess/{dataset}.log"),
+    benchmark:
+        res("benchmarks/preprocess/{dataset}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        TORCH_ENV + " python -m cryopipe preprocess --params {params.cfg:q} --star {input.star}"
+        " --out-star {output.star} --out-mrcs {output.mrcs} --split {output.split} --set1 {output.set1}"
+        " --set2 {output.set2} --preview {output.preview} > {log} 2>&1"

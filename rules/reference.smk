@@ -1,0 +1,39 @@
+rule reference:
+    output:
+        atoms=res("reference/atoms.npz"),
+        pdb=res("reference/reference.pdb"),
+        map=res("reference/map.mrc"),
+    params:
+        cfg=stage_params("reference"),
+    log:
+        res("logs/reference.log"),
+    benchmark:
+        res("benchmarks/reference.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        TORCH_ENV + " python -m cryopipe reference --params {params.cfg:q}"
+        " --atoms {output.atoms} --pdb-out {output.pdb} --map {output.map} > {log} 2>&1"
+
+
+rule modes:
+    input:
+        pdb=rules.reference.output.pdb,
+    output:
+        modes=res("modes/modes.npz"),
+        nmd=res("modes/modes.nmd"),
+    params:
+        cfg=stage_params("modes"),
+    log:
+        res("logs/modes.log"),
+    benchmark:
+        res("benchmarks/modes.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    shell:
+        TORCH_ENV + " python -m cryopipe modes --params {params.cfg:q}"
+        " --pdb {input.pdb} --out {output.modes} --nmd {output.nmd} > {log} 2>&1"

@@ -88,17 +88,22 @@ def main(args) -> None:
     sim = Simulator(atoms.coords, atoms.weights, modes.select(prm["modes"]), optics, sigma=sigma_for_resolution(prm["resolution"]),
                     ctf=prm["ctf"], pad_factor=prm["pad_factor"], device=pick_device(prm["device"]))
     bs = prm["batch_size"]
-    batches = [truth.iloc[i : i + bs] for i in range(0, n, bs)]
-    # Pass 1: signal variance over the particle → one noise level for the stack.
-    var = np.concatenate([sim.signal_variance(b, cols) for b in tqdm(batches, desc=f"{args.dataset} signal", mininterval=2)])
-    noise_var = noise_variance_for_snr(var, snr)
-    # Pass 2: the images, written batch by batch.
+    batches = [(i, truth.iloc[i : i + bs]) for i in range(0, n, bs)]
     with StackWriter(args.mrcs, n, prm["box"], prm["pixel_size"]) as out:
-        for i, b in enumerate(tqdm(batches, desc=f"{args.dataset} images", mininterval=2)):
-            imgs = sim.noisy(b, cols, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset)
-            out.write(i * bs, imgs.cpu().numpy().astype(np.float32))
+        # Pass 1: noiseless signal into the stack, and its variance over each particle.
+        var = np.zeros(n)
+        for i, b in tqdm(batches, desc=f"{args.dataset} signal", mininterval=2):
+            sig = sim.signal(b, cols)
+            var[i : i + len(b)] = sim.signal_variance(sig, b)
+            out.write(i, sig.cpu().numpy())
+        # One noise level for the whole stack (as on a micrograph) from the mean signal variance.
+        noise_var = noise_variance_for_snr(var, snr)
+        # Pass 2: add the noise in place.
+        for i, b in tqdm(batches, desc=f"{args.dataset} noise", mininterval=2):
+            noisy = out.read(i, len(b)) + sim.noise(b, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset).cpu().numpy()
+            out.write(i, noisy)
             if i == 0:
-                preview = imgs[:16].cpu().numpy()
+                preview = noisy[:16]
     particles = truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
                        "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].copy()
     particles.insert(0, "rlnImageName", image_names(args.mrcs, n))

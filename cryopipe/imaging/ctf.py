@@ -1,9 +1,10 @@
 """Contrast transfer function with RELION's definitions (defocus in Å, positive = underfocus).
 
-CTF(s) = -[sqrt(1-Q²)·sin(χ) + Q·cos(χ)] · exp(-B s²/4), with
+CTF(s) = [-sqrt(1-Q²)·sin(χ) + Q·cos(χ)] · exp(-B s²/4), with
 χ(s) = -π λ Δf(θ) s² + (π/2) Cs λ³ s⁴ - φ, and Δf(θ) = (U+V)/2 + (U-V)/2 · cos 2(θ - θ_ast).
 θ is the angle of the frequency from the +x axis and θ_ast is rlnDefocusAngle. This is RELION's
-`CTF::getCTF` written with positive defocus; it is positive at low frequency (white protein).
+`CTF::getCTF` (-sin(χ - atan(Q/sqrt(1-Q²)))) written with positive defocus; it starts at +Q at
+s = 0 and is positive at low frequency for underfocus (protein white, as in RELION).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def ctf_2d(
     defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2 * (theta - ang))
     chi = -math.pi * lam * defocus * s2 + 0.5 * math.pi * cs * lam**3 * s2**2 - math.radians(phase_shift)
     q = amplitude_contrast
-    ctf = -(math.sqrt(1 - q * q) * torch.sin(chi) + q * torch.cos(chi))
+    ctf = -math.sqrt(1 - q * q) * torch.sin(chi) + q * torch.cos(chi)
     if b_factor:
         ctf = ctf * torch.exp(-b_factor * s2 / 4)
     return ctf.float()

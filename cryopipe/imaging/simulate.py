@@ -54,17 +54,20 @@ def draw_defocus(n: int, defocus_range_um: tuple[float, float], astigmatism: flo
 
 def particle_noise(seed: int, name: str, index: int, shape: tuple[int, int]) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([dataset_seed(seed, name), 3, index]).generate_state(1)[0]))
-    return torch.randn(shape, generator=g, dtype=torch.float64)
+    return torch.randn(shape, generator=g, dtype=torch.float32)
 
 
 class Simulator:
-    """Renders batches of particles of one dataset (one SNR × defocus grid point)."""
+    """Renders batches of particles of one dataset (one SNR × defocus grid point).
+
+    Images are computed in float32 (the stacks are float32); geometry in float64.
+    """
 
     def __init__(self, coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, optics: Optics, *, sigma: float,
                  ctf: bool = True, pad_factor: float = 2.0, device: str = "cpu"):
         self.device = torch.device(device)
         self.coords = torch.as_tensor(coords, dtype=torch.float64, device=self.device)
-        self.weights = torch.as_tensor(weights, dtype=torch.float64, device=self.device)
+        self.weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         self.modes = torch.as_tensor(modes, dtype=torch.float64, device=self.device)
         self.optics = optics
         self.sigma = sigma
@@ -73,66 +76,67 @@ class Simulator:
         radius = float(np.linalg.norm(coords, axis=1).max() + 2 * sigma)
         self.mask_radius_px = radius / optics.pixel_size
 
-    def clean(self, amplitudes, euler, origins) -> torch.Tensor:
-        """Noiseless, CTF-free projections (B, L, L)."""
-        amps = torch.tensor(np.array(amplitudes, dtype=np.float64), device=self.device)
+    def _tensor(self, values) -> torch.Tensor:
+        return torch.tensor(np.array(values, dtype=np.float64), device=self.device)
+
+    def clean(self, batch: pd.DataFrame, amp_cols: list[str]) -> torch.Tensor:
+        """Noiseless, CTF-free projections (B, L, L) of the deformed atoms at the batch's poses."""
+        amps = self._tensor(batch[amp_cols].to_numpy())
         xyz = self.coords + torch.einsum("bk,knd->bnd", amps, self.modes)
-        A = euler_to_matrix(torch.tensor(np.array(euler, dtype=np.float64), device=self.device))
-        o = torch.tensor(np.array(origins, dtype=np.float64), device=self.device)
-        return project_atoms(xyz, self.weights, A, o, pixel_size=self.optics.pixel_size, size=self.optics.size, sigma=self.sigma)
+        A = euler_to_matrix(self._tensor(batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+        # Rotate and shift in float64, render in float32.
+        xyz = (xyz @ A.transpose(-1, -2)).float()
+        origins = self._tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()).float()
+        eye = torch.eye(3, device=self.device).expand(len(batch), 3, 3)
+        return project_atoms(xyz, self.weights, eye, origins, pixel_size=self.optics.pixel_size, size=self.optics.size,
+                             sigma=self.sigma)
 
-    def ctf_images(self, defocus_u, defocus_v, defocus_angle) -> torch.Tensor:
+    def ctf_images(self, batch: pd.DataFrame) -> torch.Tensor | None:
+        """CTFs (B, P, P//2+1) on the padded grid, or None when the CTF is off."""
+        if not self.ctf:
+            return None
         o = self.optics
-        return ctf_2d(torch.tensor(np.array(defocus_u, dtype=np.float64), device=self.device), defocus_v, defocus_angle,
-                      voltage=o.voltage, spherical_aberration=o.spherical_aberration, amplitude_contrast=o.amplitude_contrast,
-                      pixel_size=o.pixel_size, shape=(self.padded, self.padded), b_factor=o.b_factor,
-                      phase_shift=o.phase_shift).to(torch.float64)
+        return ctf_2d(self._tensor(batch["rlnDefocusU"].to_numpy()), batch["rlnDefocusV"].to_numpy(),
+                      batch["rlnDefocusAngle"].to_numpy(), voltage=o.voltage, spherical_aberration=o.spherical_aberration,
+                      amplitude_contrast=o.amplitude_contrast, pixel_size=o.pixel_size, shape=(self.padded, self.padded),
+                      b_factor=o.b_factor, phase_shift=o.phase_shift)
 
-    def _filter(self, padded_images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tensor:
-        if ctf is None:
-            return padded_images
-        return torch.fft.irfft2(torch.fft.rfft2(padded_images) * ctf, s=padded_images.shape[-2:])
+    def _ctf_filter_crop(self, padded_images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tensor:
+        if ctf is not None:
+            padded_images = torch.fft.irfft2(torch.fft.rfft2(padded_images) * ctf, s=padded_images.shape[-2:])
+        return crop_centered(padded_images, self.optics.size)
 
-    def signal(self, batch: pd.DataFrame, amp_cols: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """CTF-modulated noiseless images (B, L, L) and the padded CTFs used (or None)."""
-        clean = self.clean(batch[amp_cols].to_numpy(), batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(),
-                           batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy())
-        ctf = self.ctf_images(batch["rlnDefocusU"].to_numpy(), batch["rlnDefocusV"].to_numpy(),
-                              batch["rlnDefocusAngle"].to_numpy()) if self.ctf else None
-        return crop_centered(self._filter(pad_centered(clean, self.padded), ctf), self.optics.size), ctf
-
-    def signal_variance(self, batch: pd.DataFrame, amp_cols: list[str]) -> np.ndarray:
-        sig, _ = self.signal(batch, amp_cols)
-        mask = self.particle_mask(batch)
-        return np.array([s[m].var().item() for s, m in zip(sig, mask)])
+    def signal(self, batch: pd.DataFrame, amp_cols: list[str]) -> torch.Tensor:
+        """CTF-modulated noiseless images (B, L, L); the CTF acts in the padded box (no wrap-around)."""
+        return self._ctf_filter_crop(pad_centered(self.clean(batch, amp_cols), self.padded), self.ctf_images(batch))
 
     def particle_mask(self, batch: pd.DataFrame) -> torch.Tensor:
-        centre = -torch.tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)) / self.optics.pixel_size
+        centre = -self._tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()) / self.optics.pixel_size
         return radial_mask(self.optics.size, self.mask_radius_px, centre, device=self.device)
 
-    def noisy(self, batch: pd.DataFrame, amp_cols: list[str], noise_var: float, before_fraction: float, seed: int,
-              name: str) -> torch.Tensor:
-        """Final images (B, L, L): signal + noise of total variance `noise_var` split around the CTF."""
-        clean = self.clean(batch[amp_cols].to_numpy(), batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(),
-                           batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy())
+    def signal_variance(self, signal: torch.Tensor, batch: pd.DataFrame) -> np.ndarray:
+        """var(signal) inside each particle's disc (B,)."""
+        mask = self.particle_mask(batch).float()
+        n = mask.sum((-2, -1))
+        mean = (signal * mask).sum((-2, -1)) / n
+        return (((signal - mean[:, None, None]) ** 2 * mask).sum((-2, -1)) / (n - 1)).double().cpu().numpy()
+
+    def noise(self, batch: pd.DataFrame, noise_var: float, before_fraction: float, seed: int, name: str) -> torch.Tensor:
+        """Noise images (B, L, L) of total variance `noise_var`, `before_fraction` of it CTF-filtered."""
         P, L = self.padded, self.optics.size
-        padded = pad_centered(clean, P)
-        noise = torch.stack([particle_noise(seed, name, int(i), (2, P, P)) for i in batch["particle"]]).to(self.device)
-        if self.ctf:
-            ctf = self.ctf_images(batch["rlnDefocusU"].to_numpy(), batch["rlnDefocusV"].to_numpy(), batch["rlnDefocusAngle"].to_numpy())
-            # Variance of white noise after the CTF = σ² · mean |CTF|² over the full spectrum.
-            w = torch.full((P // 2 + 1,), 2.0, dtype=torch.float64, device=self.device)
-            w[0] = 1.0
-            if P % 2 == 0:
-                w[-1] = 1.0
-            ctf_power = (ctf**2 * w).sum(dim=(-2, -1)) / (P * P)
-            sd_before = torch.sqrt(before_fraction * noise_var / ctf_power)[:, None, None]
-            image = self._filter(padded + sd_before * noise[:, 0], ctf)
-            sd_after = (1 - before_fraction) ** 0.5 * noise_var**0.5
-        else:
-            image = padded
-            sd_after = noise_var**0.5
-        return crop_centered(image, L) + sd_after * crop_centered(noise[:, 1], L)
+        white = torch.stack([particle_noise(seed, name, int(i), (2, P, P)) for i in batch["particle"]]).to(self.device)
+        after = (1 - before_fraction) ** 0.5 * noise_var**0.5 * crop_centered(white[:, 1], L)
+        ctf = self.ctf_images(batch)
+        if ctf is None:
+            return after + before_fraction**0.5 * noise_var**0.5 * crop_centered(white[:, 0], L)
+        # White noise of variance σ² filtered by the CTF has variance σ² · mean |CTF|² over the full spectrum.
+        w = torch.full((P // 2 + 1,), 2.0, device=self.device)
+        w[0] = 1.0
+        if P % 2 == 0:
+            w[-1] = 1.0
+        ctf_power = (ctf**2 * w).sum(dim=(-2, -1)) / (P * P)
+        sd_before = torch.sqrt(before_fraction * noise_var / ctf_power)[:, None, None]
+        return after + self._ctf_filter_crop(sd_before * white[:, 0], ctf)
 
 
 def noise_variance_for_snr(signal_variances: np.ndarray, snr: float) -> float:

@@ -72,6 +72,9 @@ class StackWriter:
     def write(self, start: int, images: np.ndarray) -> None:
         self._mrc.data[start : start + len(images)] = images
 
+    def read(self, start: int, count: int) -> np.ndarray:
+        return np.array(self._mrc.data[start : start + count])
+
     def __enter__(self) -> "StackWriter":
         return self
 

@@ -65,19 +65,17 @@ def compute_modes(selection, method: str = "anm", n_modes: int = 10, cutoff: flo
     if method == "anm":
         model = prody.ANM("reference")
         model.buildHessian(ca, cutoff=cutoff, gamma=gamma)
-        model.calcModes(n_modes=n_modes, zeros=False)
-        extended, _ = prody.extendModel(model, ca, selection, norm=True)
-        vectors = extended.getArray().T.reshape(-1, selection.numAtoms(), 3)
-        eig = model.getEigvals()
     elif method == "rtb":
+        # Rigid blocks of `rtb_block_size` consecutive residues, on the Cα network like ANM.
         model = prody.RTB("reference")
-        blocks = (selection.getResnums() - selection.getResnums().min()) // rtb_block_size
-        model.buildHessian(selection.getCoords(), blocks, cutoff=cutoff, gamma=gamma)
-        model.calcModes(n_modes=n_modes, zeros=False)
-        vectors = model.getArray().T.reshape(-1, selection.numAtoms(), 3)
-        eig = model.getEigvals()
+        blocks = (ca.getResnums() - ca.getResnums().min()) // rtb_block_size + 1
+        model.buildHessian(ca.getCoords(), blocks, cutoff=cutoff, gamma=gamma)
     else:
         raise CryopipeError(f"config key 'modes.method': unknown method '{method}' (anm or rtb)")
+    model.calcModes(n_modes=n_modes, zeros=False)
+    extended, _ = prody.extendModel(model, ca, selection, norm=True)
+    vectors = extended.getArray().T.reshape(-1, selection.numAtoms(), 3)
+    eig = model.getEigvals()
     modes = Modes(rmsd_normalise(vectors), np.arange(7, 7 + len(vectors)), np.asarray(eig))
     return modes, model, ca
 

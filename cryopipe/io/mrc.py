@@ -11,6 +11,12 @@ from cryopipe.errors import CryopipeError
 from cryopipe.io.atomic import atomic_path
 
 
+def _fixed_label(mrc) -> None:
+    # mrcfile stamps the creation time into label 0; a fixed label keeps files byte-identical per seed.
+    mrc.header.label[0] = b"cryopipe"
+    mrc.header.nlabl = 1
+
+
 def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float) -> None:
     import mrcfile
 
@@ -18,6 +24,7 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float) -> N
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
             mrc.voxel_size = voxel_size
+            _fixed_label(mrc)
             if data.ndim == 3 and Path(path).suffix == ".mrcs":
                 mrc.set_image_stack()
 
@@ -68,6 +75,7 @@ class StackWriter:
         self._mrc = mrcfile.new_mmap(self._tmp, shape=(n, size, size), mrc_mode=2, overwrite=True)
         self._mrc.set_image_stack()
         self._mrc.voxel_size = voxel_size
+        _fixed_label(self._mrc)
 
     def write(self, start: int, images: np.ndarray) -> None:
         self._mrc.data[start : start + len(images)] = images

@@ -1,0 +1,108 @@
+"""STAR + MRCS written by the pipeline round-trip through starfile/mrcfile with RELION 3.1 columns."""
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+
+from cryopipe.io.star import load_images, read_star, write_star
+
+from conftest import TINY, run_cli, stage_json
+
+PARTICLE_COLUMNS = ["rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
+                    "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnOpticsGroup"]
+OPTICS_COLUMNS = ["rlnOpticsGroup", "rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration",
+                  "rlnAmplitudeContrast"]
+
+
+def test_simulated_star_and_stack_round_trip(tiny_dataset):
+    star = tiny_dataset / "sim" / "particles.star"
+    blocks = starfile.read(star, always_dict=True)
+    assert set(PARTICLE_COLUMNS) <= set(blocks["particles"].columns)
+    assert set(OPTICS_COLUMNS) <= set(blocks["optics"].columns)
+    optics = blocks["optics"].iloc[0]
+    with mrcfile.open(tiny_dataset / "sim" / "particles.mrcs") as mrc:
+        assert mrc.data.shape == (24, 40, 40)
+        assert float(mrc.voxel_size.x) == optics["rlnImagePixelSize"] == TINY["simulate"]["pixel_size"]
+        assert mrc.is_image_stack()
+        stack = np.array(mrc.data)
+    # Ground truth travels with the stack and agrees with the STAR's poses.
+    truth = pd.read_csv(tiny_dataset / "sim" / "truth.csv")
+    parts = blocks["particles"]
+    np.testing.assert_allclose(truth["rlnAngleTilt"], parts["rlnAngleTilt"], atol=1e-5)
+    np.testing.assert_allclose(truth["rlnDefocusU"], parts["rlnDefocusU"], atol=1e-3)
+    particles, opt = read_star(star)
+    np.testing.assert_array_equal(load_images(particles, star), stack)
+    # Writing and reading again keeps every value.
+    out = tiny_dataset / "copy.star"
+    write_star(out, particles, opt)
+    p2, o2 = read_star(out)
+    pd.testing.assert_frame_equal(p2, particles)
+    pd.testing.assert_frame_equal(o2, opt)
+
+
+def test_relion30_star_is_converted(tiny_dataset, tmp_path):
+    particles, optics = read_star(tiny_dataset / "sim" / "particles.star")
+    old = particles.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst", "rlnOpticsGroup"]).copy()
+    apix = optics["rlnImagePixelSize"].iloc[0]
+    old["rlnOriginX"] = particles["rlnOriginXAngst"] / apix
+    old["rlnOriginY"] = particles["rlnOriginYAngst"] / apix
+    old["rlnVoltage"], old["rlnSphericalAberration"], old["rlnAmplitudeContrast"] = 200.0, 2.0, 0.1
+    old["rlnDetectorPixelSize"], old["rlnMagnification"] = 5.0, 5.0e4 / apix
+    old["rlnImageName"] = [n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]]
+    starfile.write(old, tmp_path / "old.star")
+    p, o = read_star(tmp_path / "old.star")
+    assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnImageSize"].iloc[0] == 40
+    np.testing.assert_allclose(p["rlnOriginXAngst"], particles["rlnOriginXAngst"], atol=1e-5)
+
+
+def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
+    def simulate(seed, out):
+        cfg = {**TINY, "seed": seed}
+        run_cli("simulate", "--params", stage_json("simulate", cfg), "--dataset", "snr0.5_df1-2", "--atoms",
+                tiny_dataset / "atoms.npz", "--modes", tiny_dataset / "modes.npz", "--conformations", tiny_dataset / "truth.csv",
+                "--star", out / "p.star", "--mrcs", out / "p.mrcs", "--truth", out / "t.csv", "--preview", out / "p.png")
+        return (out / "p.mrcs").read_bytes()
+
+    original = (tiny_dataset / "sim" / "particles.mrcs").read_bytes()
+    assert simulate(TINY["seed"], tmp_path / "a") == original
+    assert simulate(TINY["seed"] + 1, tmp_path / "b") != original
+
+
+def test_preprocess_outputs(tiny_dataset, tmp_path):
+    star = tiny_dataset / "sim" / "particles.star"
+    run_cli("preprocess", "--params", stage_json("preprocess"), "--star", star, "--out-star", tmp_path / "p.star",
+            "--out-mrcs", tmp_path / "p.mrcs", "--split", tmp_path / "split.csv", "--set1", tmp_path / "s1.star",
+            "--set2", tmp_path / "s2.star", "--preview", tmp_path / "p.png")
+    particles, optics = read_star(tmp_path / "p.star")
+    assert optics["rlnImageSize"].iloc[0] == 32
+    assert optics["rlnImagePixelSize"].iloc[0] == 2.0 * 40 / 32
+    with mrcfile.open(tmp_path / "p.mrcs") as mrc:
+        assert float(mrc.voxel_size.x) == 2.5 and mrc.data.shape == (24, 32, 32)
+    s1, _ = read_star(tmp_path / "s1.star")
+    s2, _ = read_star(tmp_path / "s2.star")
+    assert len(s1) + len(s2) == 24 and not set(s1["rlnImageName"]) & set(s2["rlnImageName"])
+    split = pd.read_csv(tmp_path / "split.csv")
+    assert (split["image_set"] == 1).sum() == len(s1)
+
+
+def test_import_then_preprocess(tiny_dataset, tmp_path):
+    """A user's RELION 3.0 STAR (origins in px, no optics table) → import → preprocess."""
+    particles, optics = read_star(tiny_dataset / "sim" / "particles.star")
+    apix = optics["rlnImagePixelSize"].iloc[0]
+    old = particles.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst", "rlnOpticsGroup"]).copy()
+    old["rlnOriginX"] = particles["rlnOriginXAngst"] / apix
+    old["rlnOriginY"] = particles["rlnOriginYAngst"] / apix
+    old["rlnVoltage"], old["rlnSphericalAberration"], old["rlnAmplitudeContrast"] = 200.0, 2.0, 0.1
+    old["rlnImageName"] = [n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]]
+    starfile.write(old, tmp_path / "user.star")
+    cfg = {**TINY, "data": {"source": "import", "import": {"star": str(tmp_path / "user.star"), "pixel_size": apix}}}
+    run_cli("import", "--params", stage_json("import_star", cfg), "--out", tmp_path / "imported.star")
+    p, o = read_star(tmp_path / "imported.star")
+    assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnVoltage"].iloc[0] == 200.0
+    np.testing.assert_allclose(p["rlnOriginXAngst"], particles["rlnOriginXAngst"], atol=1e-5)
+    run_cli("preprocess", "--params", stage_json("preprocess", cfg), "--star", tmp_path / "imported.star", "--out-star",
+            tmp_path / "p.star", "--out-mrcs", tmp_path / "p.mrcs", "--split", tmp_path / "split.csv", "--set1",
+            tmp_path / "s1.star", "--set2", tmp_path / "s2.star", "--preview", tmp_path / "p.png")
+    with mrcfile.open(tmp_path / "p.mrcs") as mrc:
+        assert mrc.data.shape == (24, 32, 32)

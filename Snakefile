@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/reference.smk"
 include: "rules/simulate.smk"
 include: "rules/preprocess.smk"
+include: "rules/align.smk"
 
 
 rule all:

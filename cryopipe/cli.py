@@ -20,6 +20,7 @@ COMMANDS = {
     "simulate": "cryopipe.commands.simulate",
     "import": "cryopipe.commands.import_star",
     "preprocess": "cryopipe.commands.preprocess",
+    "align": "cryopipe.commands.align",
     "validate-config": "cryopipe.commands.validate_config",
 }
 

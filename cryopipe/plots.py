@@ -46,3 +46,32 @@ def save_amplitude_pairs(path, amplitudes: np.ndarray, names: list[str], color=N
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_estimates_vs_truth(path, est: np.ndarray, true: np.ndarray, names: list[str], angle_error: np.ndarray,
+                            shift_error: np.ndarray, title: str = "") -> None:
+    """Per-mode scatter of estimated vs true amplitude, and histograms of angular and shift errors."""
+    plt = _plt()
+    k = est.shape[1]
+    fig, axes = plt.subplots(1, k + 2, figsize=(3.2 * (k + 2), 3.2), squeeze=False)
+    for i in range(k):
+        ax = axes[0, i]
+        ax.scatter(true[:, i], est[:, i], s=3, alpha=0.5)
+        lim = [min(true[:, i].min(), est[:, i].min()), max(true[:, i].max(), est[:, i].max())]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        r = np.corrcoef(true[:, i], est[:, i])[0, 1]
+        ax.set_title(f"{names[i]}  r = {r:.3f}", fontsize=9)
+        ax.set_xlabel("true (Å RMSD)")
+        ax.set_ylabel("estimated (Å RMSD)")
+    ax = axes[0, k]
+    ax.hist(np.clip(angle_error, 0, 45), bins=45, range=(0, 45))
+    ax.set_title(f"angular error, median {np.median(angle_error):.2f}°", fontsize=9)
+    ax.set_xlabel("degrees (clipped at 45)")
+    ax = axes[0, k + 1]
+    ax.hist(np.clip(shift_error, 0, 3), bins=30, range=(0, 3))
+    ax.set_title(f"shift error, median {np.median(shift_error):.2f} px", fontsize=9)
+    ax.set_xlabel("pixels (clipped at 3)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

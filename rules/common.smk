@@ -52,6 +52,7 @@ def all_targets():
     for ds in datasets():
         targets += expand(res("preprocess/{dataset}/{name}"), dataset=ds,
                           name=["particles.star", "set1.star", "set2.star", "split.csv"])
+        targets += expand(res("align/{dataset}/{name}"), dataset=ds, name=["kept.star", "amplitudes.csv"])
     return targets
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import mrcfile
+import pandas as pd
 import pytest
 import yaml
 
@@ -19,6 +20,7 @@ TINY_WORKFLOW = {
     "simulate": {"box": 48, "pixel_size": 1.8, "batch_size": 64,
                  "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}},
     "preprocess": {"size": 32},
+    "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
 }
 
 
@@ -44,7 +46,8 @@ def test_default_config_plans_full_dag(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr
     grid = 4  # 2 SNR × 2 defocus ranges in config.yaml
-    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid, "all": 1}
+    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
+                                  "align": grid, "all": 1}
 
 
 def test_unknown_config_key_stops_snakemake(tmp_path):
@@ -67,6 +70,11 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
             assert mrc.data.shape == (200, 32, 32)
         assert (results / "logs" / "simulate" / f"{ds}.log").exists()
         assert (results / "benchmarks" / "preprocess" / f"{ds}.tsv").exists()
+        amps = pd.read_csv(results / "align" / ds / "amplitudes.csv")
+        assert len(amps) == 80 and {"mode7", "cc", "mahalanobis", "kept", "angle_error"} <= set(amps.columns)
+    # Even on tiny 32-px images the high-SNR branch is aligned (a loose sanity bound; accuracy is benchmarked).
+    amps = pd.read_csv(results / "align" / "snr1_df0.5-1.5" / "amplitudes.csv")
+    assert amps["angle_error"].median() < 10.0
 
     # Nothing changed: nothing to do.
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
@@ -77,13 +85,19 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
                                              "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
-    assert planned_jobs(proc) == {"simulate": 2, "preprocess": 2, "all": 1}
+    assert planned_jobs(proc) == {"simulate": 2, "preprocess": 2, "align": 2, "all": 1}
     out = proc.stdout + proc.stderr
     assert "simulate/snr2_df0.5-1.5" in out and "simulate/snr2_df1.5-2.5" in out
     assert "simulate/snr0.1_" not in out
 
-    # A preprocessing parameter changed: preprocessing re-runs, simulation does not.
+    # A preprocessing parameter changed: preprocessing and alignment re-run, simulation does not.
     changed = {**TINY_WORKFLOW, "preprocess": {"size": 24}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"preprocess": 4, "all": 1}
+    assert planned_jobs(proc) == {"preprocess": 4, "align": 4, "all": 1}
+
+    # An alignment parameter changed: only the alignment re-runs.
+    changed = {**TINY_WORKFLOW, "align": {**TINY_WORKFLOW["align"], "outlier_threshold": 2.5}}
+    write_config(tmp_path, changed)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert planned_jobs(proc) == {"align": 4, "all": 1}

@@ -8,8 +8,10 @@ OUTPUTS = ["out_star", "out_mrcs", "split", "set1", "set2", "preview"]
 
 
 def params_from_config(cfg: dict) -> dict:
-    return {**cfg["preprocess"], "seed": cfg["seed"], "allow_subset": cfg["data"]["import"]["allow_subset"],
-            "device": cfg["device"]}
+    p = {**cfg["preprocess"], "seed": cfg["seed"], "allow_subset": cfg["data"]["import"]["allow_subset"], "device": cfg["device"]}
+    # Images simulated without a CTF have nothing to flip.
+    p["phase_flip"] = p["phase_flip"] and (cfg["simulate"]["ctf"] or cfg["data"]["source"] == "import")
+    return p
 
 
 def add_args(p) -> None:

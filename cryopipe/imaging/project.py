@@ -17,22 +17,28 @@ import math
 import torch
 
 
-def gaussian_profiles(centres_px: torch.Tensor, size: int, sigma_px: float) -> torch.Tensor:
+def gaussian_profiles(centres_px: torch.Tensor, size: int, sigma_px: float | torch.Tensor) -> torch.Tensor:
     """Pixel-integrated 1D unit Gaussians: (..., N) centres in px from the box centre -> (..., N, size).
 
+    sigma_px is one width for all, or one per atom (N,) (coarse-grained beads).
     Only a window of ±(5σ + 1) pixels around each centre is evaluated (the mass beyond is < 1e-6)
     and scattered into the dense profile; erf over the whole line was the simulator's bottleneck.
     """
-    half = int(math.ceil(5 * sigma_px)) + 1
+    if isinstance(sigma_px, torch.Tensor):
+        half = int(math.ceil(5 * float(sigma_px.max()))) + 1
+        scale = (sigma_px * math.sqrt(2.0))[..., None].to(centres_px.dtype)
+    else:
+        half = int(math.ceil(5 * sigma_px)) + 1
+        scale = sigma_px * math.sqrt(2.0)
     window = 2 * half
     if window >= size:
         edges = torch.arange(size + 1, device=centres_px.device, dtype=centres_px.dtype) - size // 2 - 0.5
-        cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / (sigma_px * math.sqrt(2.0)))
+        cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / scale)
         return cdf[..., 1:] - cdf[..., :-1]
     start = torch.floor(centres_px.detach()).long() - half + 1  # first window pixel (centred coordinate)
     steps = torch.arange(window + 1, device=centres_px.device)
     edges = (start[..., None] + steps).to(centres_px.dtype) - 0.5
-    cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / (sigma_px * math.sqrt(2.0)))
+    cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / scale)
     vals = cdf[..., 1:] - cdf[..., :-1]
     idx = start[..., None] + steps[:-1] + size // 2 + window  # index into a line padded by `window` each side
     width = size + 2 * window
@@ -51,12 +57,13 @@ def project_atoms(
     *,
     pixel_size: float,
     size: int,
-    sigma: float,
+    sigma: float | torch.Tensor,
 ) -> torch.Tensor:
     """Projection images (B, size, size) of atoms (B or 1, N, 3) [Å, volume frame].
 
     rotations: RELION matrices (B, 3, 3); origins: rlnOriginX/YAngst (B, 2) or None; weights (N,);
-    sigma: atom Gaussian width in Å. Differentiable in coords, rotations and origins.
+    sigma: Gaussian width in Å, one for all atoms or one per atom (N,).
+    Differentiable in coords, rotations and origins.
     """
     xyz = coords @ rotations.transpose(-1, -2)  # rows: (A r)^T
     pos = xyz[..., :2] / pixel_size

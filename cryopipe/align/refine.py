@@ -1,0 +1,102 @@
+"""Gradient refinement of rotation, shift and amplitudes, coarse to fine.
+
+Parameters per image: a rotation increment ω (axis-angle, applied in the image frame:
+A = exp([ω]×)·A₀), the RELION origin (Å) and the amplitudes (Å RMSD). Each stage low-passes
+model and image to its own resolution on its own (cropped) grid and runs Adam on −Σ cc. The
+loss is a sum of per-image terms and Adam acts element-wise, so every image is refined exactly
+as it would be alone: batching changes the speed, not the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from cryopipe.align.model import DeformableReference
+from cryopipe.align.similarity import band_weights, correlation
+from cryopipe.imaging.ctf import ctf_2d
+from cryopipe.imaging.fourier import fourier_crop
+
+
+@dataclass
+class Stage:
+    size: int  # px of the grid the stage works on
+    lowpass: float  # Å
+    steps: int
+    lr_rotation: float = 0.01  # rad
+    lr_shift: float = 0.2  # Å
+    lr_amplitude: float = 0.15  # Å RMSD
+    beads: bool = True  # residue beads (fast) or all atoms
+
+
+def skew(w: torch.Tensor) -> torch.Tensor:
+    z = torch.zeros_like(w[..., 0])
+    return torch.stack([torch.stack([z, -w[..., 2], w[..., 1]], -1), torch.stack([w[..., 2], z, -w[..., 0]], -1),
+                        torch.stack([-w[..., 1], w[..., 0], z], -1)], -2)
+
+
+@dataclass
+class ImageBatch:
+    """Network-size images (B, L, L) with their CTF parameters and optics, cropped per stage on demand."""
+
+    images: torch.Tensor
+    defocus_u: torch.Tensor
+    defocus_v: torch.Tensor
+    defocus_angle: torch.Tensor
+    optics: dict  # voltage, spherical_aberration, amplitude_contrast, pixel_size (of `images`)
+    ctf: bool = True
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[-1]
+
+    def at(self, size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(rfft of images cropped to `size`, |CTF| on that grid, pixel size)."""
+        px = self.optics["pixel_size"] * self.size / size
+        img = fourier_crop(self.images, size) if size != self.size else self.images
+        if self.ctf:
+            c = ctf_2d(self.defocus_u, self.defocus_v, self.defocus_angle, voltage=self.optics["voltage"],
+                       spherical_aberration=self.optics["spherical_aberration"],
+                       amplitude_contrast=self.optics["amplitude_contrast"], pixel_size=px, shape=(size, size)).abs()
+        else:
+            c = torch.ones(len(img), size, size // 2 + 1)
+        return torch.fft.rfft2(img.float()), c.to(img.device, torch.float32), px
+
+    def repeat(self, k: int) -> "ImageBatch":
+        rep = lambda t: t.repeat_interleave(k, 0)
+        return ImageBatch(rep(self.images), rep(self.defocus_u), rep(self.defocus_v), rep(self.defocus_angle), self.optics, self.ctf)
+
+
+def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: torch.Tensor, origins: torch.Tensor,
+           amplitudes: torch.Tensor, stages: list[Stage]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refined (rotations, origins, amplitudes, cc at the last stage) for B images."""
+    A0 = rotations.detach().clone()
+    origins = origins.detach().clone()
+    amplitudes = amplitudes.detach().clone()
+    cc = torch.zeros(len(A0), device=A0.device)
+    for st in stages:
+        image_ft, abs_ctf, px = batch.at(st.size)
+        w = band_weights(st.size, px, st.lowpass, device=image_ft.device)
+        model = ref[st.beads]
+        omega = torch.zeros(len(A0), 3, device=A0.device, requires_grad=True)
+        o = origins.clone().requires_grad_(True)
+        a = amplitudes.clone().requires_grad_(True)
+        opt = torch.optim.Adam([{"params": [omega], "lr": st.lr_rotation}, {"params": [o], "lr": st.lr_shift},
+                                {"params": [a], "lr": st.lr_amplitude}])
+        base = [g["lr"] for g in opt.param_groups]
+        for step in range(st.steps):
+            for g, lr in zip(opt.param_groups, base):  # cosine decay: large moves first, then settle
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / st.steps))
+            A = torch.matrix_exp(skew(omega)) @ A0
+            img = model.render(a, A, o, size=st.size, pixel_size=px)
+            cc = correlation(torch.fft.rfft2(img), image_ft, abs_ctf, w)
+            opt.zero_grad()
+            (-cc.sum()).backward()
+            opt.step()
+        with torch.no_grad():
+            A0 = torch.matrix_exp(skew(omega)) @ A0
+            origins, amplitudes = o.detach(), a.detach()
+            cc = correlation(torch.fft.rfft2(model.render(amplitudes, A0, origins, size=st.size, pixel_size=px)), image_ft, abs_ctf, w)
+    return A0, origins, amplitudes, cc

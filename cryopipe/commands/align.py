@@ -1,0 +1,111 @@
+"""Align: elastic + rigid fit of image set 1 → estimated angles/shifts (STAR), amplitudes, outlier filter."""
+
+from __future__ import annotations
+
+from cryopipe.commands import add_params_arg, resolve_params
+
+OUTPUTS = ["out_star", "amplitudes", "kept", "plot"]
+
+
+def params_from_config(cfg: dict) -> dict:
+    a = dict(cfg["align"])
+    a["modes"] = a["modes"] or cfg["conformations"]["modes"]
+    a["resolution"] = a["resolution"] or cfg["reference"]["resolution"]
+    # Simulated data without CTF (simulate.ctf: false) is fitted without CTF.
+    a["ctf"] = cfg["simulate"]["ctf"] or cfg["data"]["source"] == "import"
+    return {**a, "device": cfg["device"]}
+
+
+def add_args(p) -> None:
+    add_params_arg(p)
+    p.add_argument("--star", required=True, help="image set 1 STAR (from preprocess)")
+    p.add_argument("--atoms", required=True)
+    p.add_argument("--modes", required=True)
+    p.add_argument("--truth", help="ground truth (simulated data): adds errors and the comparison plot")
+    p.add_argument("--out-star", required=True, help="output STAR with the estimated angles and shifts")
+    p.add_argument("--amplitudes", required=True, help="output table: particle, amplitudes, cc, mahalanobis, kept")
+    p.add_argument("--kept", required=True, help="output STAR of the images kept by the outlier filter")
+    p.add_argument("--plot", required=True, help="output figure (.png)")
+
+
+def settings_from_params(prm: dict, image_size: int):
+    from cryopipe.align.refine import Stage
+    from cryopipe.align.run import AlignSettings
+
+    return AlignSettings(
+        grid_spacing=prm["grid_spacing"], search_size=min(prm["search_size"], image_size), search_lowpass=prm["search_lowpass"],
+        search_amplitudes=prm["search_amplitudes"], search_combinations=prm["search_combinations"], max_shift=prm["max_shift"],
+        candidates=prm["candidates"], batch_size=prm["batch_size"],
+        coarse=[Stage(min(prm["search_size"], image_size), prm["coarse_lowpass"], prm["coarse_steps"])] if prm["coarse_steps"] else [],
+        fine=[Stage(image_size, prm["fine_lowpass"], prm["fine_steps"], beads=False)] if prm["fine_steps"] else [],
+    )
+
+
+def main(args) -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from cryopipe.align.model import full_atom_reference, residue_beads
+    from cryopipe.align.outliers import mahalanobis
+    from cryopipe.align.run import Aligner
+    from cryopipe.commands.simulate import pick_device
+    from cryopipe.errors import CryopipeError
+    from cryopipe.geometry import angular_distance, euler_to_matrix
+    from cryopipe.imaging.project import sigma_for_resolution
+    from cryopipe.io.atomic import atomic_path
+    from cryopipe.io.star import load_images, read_star, split_image_name, write_star
+    from cryopipe.io.structure import Atoms
+    from cryopipe.plots import save_amplitude_pairs, save_estimates_vs_truth
+    from cryopipe.structure.conformations import amplitude_columns
+    from cryopipe.structure.modes import Modes
+
+    prm = resolve_params(args, params_from_config)
+    particles, optics = read_star(args.star)
+    if len(particles) < 2:
+        raise CryopipeError(f"{args.star}: needs at least 2 particles to align and filter")
+    opt = optics.iloc[0]
+    L = int(opt["rlnImageSize"])
+    atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
+    vectors = modes.select(prm["modes"])
+    sigma = sigma_for_resolution(prm["resolution"])
+    keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
+    device = pick_device(prm["device"])
+    aligner = Aligner(full_atom_reference(atoms.coords, atoms.weights, vectors, sigma),
+                      residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
+                      {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
+                       "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
+                      L, device=device, ctf=prm["ctf"])
+    images = load_images(particles, args.star)
+    res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy())
+
+    out = particles.copy()
+    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T
+    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = res["origins"].T
+    cols = amplitude_columns(prm["modes"])
+    table = pd.DataFrame(res["amplitudes"], columns=cols)
+    table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
+    table["cc"] = res["cc"]
+    table["mahalanobis"] = mahalanobis(res["amplitudes"])
+    table["kept"] = table["mahalanobis"] <= prm["outlier_threshold"]
+    title = f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {prm['outlier_threshold']})"
+    if args.truth:
+        truth = pd.read_csv(args.truth).set_index("particle").loc[table["particle"]]
+        R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+        table["angle_error"] = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
+        px = float(opt["rlnImagePixelSize"])
+        table["shift_error_px"] = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / px
+        for c in cols:
+            table[f"{c}_true"] = truth[c].to_numpy()
+        save_estimates_vs_truth(args.plot, table[cols].to_numpy(), truth[cols].to_numpy(), cols, table["angle_error"].to_numpy(),
+                                table["shift_error_px"].to_numpy(), title=title)
+        rs = [np.corrcoef(table[c], truth[c])[0, 1] for c in cols]
+        print(f"align: median angular error {table['angle_error'].median():.2f}°, median shift error "
+              f"{table['shift_error_px'].median():.3f} px, amplitude r {np.round(rs, 3).tolist()}")
+    else:
+        save_amplitude_pairs(args.plot, table[cols].to_numpy(), cols, color=table["cc"].to_numpy(), title=title)
+    write_star(args.out_star, out, optics)
+    write_star(args.kept, out[table["kept"].to_numpy()], optics)
+    with atomic_path(args.amplitudes) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    print(f"align: {title}; mean cc {table['cc'].mean():.3f}")

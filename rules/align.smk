@@ -1,0 +1,36 @@
+def truth_table(wildcards):
+    """Ground truth of a simulated dataset (scores the alignment); none for imported data."""
+    if config["data"]["source"] == "import":
+        return []
+    return res(f"simulate/{wildcards.dataset}/truth.csv")
+
+
+rule align:
+    input:
+        star=res("preprocess/{dataset}/set1.star"),
+        mrcs=res("preprocess/{dataset}/particles.mrcs"),
+        atoms=rules.reference.output.atoms,
+        modes=rules.modes.output.modes,
+        truth=truth_table,
+    output:
+        star=res("align/{dataset}/particles.star"),
+        amplitudes=res("align/{dataset}/amplitudes.csv"),
+        kept=res("align/{dataset}/kept.star"),
+        plot=report(res("align/{dataset}/estimates.png"), caption="../report/align.rst", category="Alignment",
+                    subcategory="{dataset}"),
+    params:
+        cfg=stage_params("align"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    log:
+        res("logs/align/{dataset}.log"),
+    benchmark:
+        res("benchmarks/align/{dataset}.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    shell:
+        TORCH_ENV + " python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
+        " --modes {input.modes} {params.truth} --out-star {output.star} --amplitudes {output.amplitudes}"
+        " --kept {output.kept} --plot {output.plot} > {log} 2>&1"

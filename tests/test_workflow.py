@@ -50,6 +50,15 @@ def test_default_config_plans_full_dag(tmp_path):
                                   "align": grid, "all": 1}
 
 
+def test_import_source_plans_import_branch(tmp_path):
+    (tmp_path / "user.star").write_text("data_\nloop_\n_rlnImageName\n1@x.mrcs\n")
+    write_config(tmp_path, {**TINY, "data": {"source": "import", "import": {"star": "user.star", "name": "mydata"}}})
+    proc = snakemake(tmp_path, "-n")
+    assert proc.returncode == 0, proc.stderr
+    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "import_particles": 1, "preprocess": 1, "align": 1, "all": 1}
+    assert "preprocess/mydata/particles.star" in proc.stdout + proc.stderr
+
+
 def test_unknown_config_key_stops_snakemake(tmp_path):
     write_config(tmp_path, {**TINY, "preprocess": {"sise": 32}})
     proc = snakemake(tmp_path, "-n")

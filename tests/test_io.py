@@ -1,6 +1,7 @@
 """STAR + MRCS written by the pipeline round-trip through starfile/mrcfile with RELION 3.1 columns."""
 
 import mrcfile
+import pytest
 import numpy as np
 import pandas as pd
 import starfile
@@ -106,3 +107,19 @@ def test_import_then_preprocess(tiny_dataset, tmp_path):
             tmp_path / "s1.star", "--set2", tmp_path / "s2.star", "--preview", tmp_path / "p.png")
     with mrcfile.open(tmp_path / "p.mrcs") as mrc:
         assert mrc.data.shape == (24, 32, 32)
+
+
+def test_reference_map_has_voxel_size_and_mass(tiny_dataset):
+    from cryopipe.io.mrc import read_mrc
+    from cryopipe.io.structure import Atoms
+
+    vol, voxel = read_mrc(tiny_dataset / "map.mrc")
+    atoms = Atoms.load(tiny_dataset / "atoms.npz")
+    assert voxel == TINY["simulate"]["pixel_size"] and vol.shape == (40, 40, 40)
+    assert vol.sum() == pytest.approx(atoms.weights.sum(), rel=1e-3)  # every atom's Gaussian inside the 80 Å box
+    np.testing.assert_allclose(atoms.coords.mean(0), 0.0, atol=1e-9)  # centred
+    # The map's centre of mass sits at the box centre (pixel L//2), where the atoms' centroid is.
+    idx = np.arange(40) - 20
+    com_x = (vol.sum((0, 1)) * idx).sum() / vol.sum() * voxel
+    weighted = (atoms.coords[:, 0] * atoms.weights).sum() / atoms.weights.sum()
+    assert com_x == pytest.approx(weighted, abs=0.01)

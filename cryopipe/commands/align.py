@@ -49,7 +49,7 @@ def main(args) -> None:
     from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.outliers import mahalanobis
     from cryopipe.align.run import Aligner
-    from cryopipe.commands.simulate import pick_device
+    from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.imaging.project import sigma_for_resolution

@@ -31,7 +31,7 @@ def main(args) -> None:
     from tqdm import tqdm
 
     from cryopipe.commands.import_star import check_particles
-    from cryopipe.commands.simulate import pick_device
+    from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.imaging.preprocess import preprocess_batch, split_sets
     from cryopipe.io.atomic import atomic_path

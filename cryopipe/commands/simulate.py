@@ -41,23 +41,12 @@ def add_args(p) -> None:
     p.add_argument("--preview", required=True, help="output montage of the first images (.png)")
 
 
-def pick_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        from cryopipe.errors import CryopipeError
-
-        raise CryopipeError("config key 'device': cuda requested but no GPU is visible")
-    return name
-
-
 def main(args) -> None:
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
+    from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.imaging.project import sigma_for_resolution
     from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr

@@ -5,12 +5,6 @@ from __future__ import annotations
 import torch
 
 
-def apply_filter(images: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
-    """Multiply the rfft of each image by `filt` (B or 1, H, W//2+1) and return real images."""
-    shape = images.shape[-2:]
-    return torch.fft.irfft2(torch.fft.rfft2(images) * filt, s=shape)
-
-
 def pad_centered(images: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad (B, L, L) to (B, size, size) keeping pixel L//2 at size//2."""
     L = images.shape[-1]

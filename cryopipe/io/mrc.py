@@ -56,13 +56,6 @@ def open_stack(path: str | os.PathLike) -> np.ndarray:
     return data[None] if data.ndim == 2 else data
 
 
-def stack_voxel_size(path: str | os.PathLike) -> float:
-    import mrcfile
-
-    with mrcfile.open(path, permissive=True, header_only=True) as mrc:
-        return float(mrc.voxel_size.x)
-
-
 class StackWriter:
     """Write an (n, L, L) float32 stack batch by batch into a memory map; renamed into place on success."""
 

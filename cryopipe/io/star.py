@@ -16,11 +16,7 @@ import pandas as pd
 from cryopipe.errors import CryopipeError
 from cryopipe.io.atomic import atomic_path
 
-OPTICS_COLUMNS = ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality",
-                  "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"]
 REQUIRED_OPTICS = ["rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"]
-CTF_COLUMNS = ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]
-POSE_COLUMNS = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
 
 
 def make_optics(pixel_size: float, image_size: int, voltage: float, cs: float, amplitude_contrast: float,

@@ -14,6 +14,7 @@ include: "rules/reference.smk"
 include: "rules/simulate.smk"
 include: "rules/preprocess.smk"
 include: "rules/align.smk"
+include: "rules/network.smk"
 
 
 rule all:

@@ -21,6 +21,8 @@ COMMANDS = {
     "import": "cryopipe.commands.import_star",
     "preprocess": "cryopipe.commands.preprocess",
     "align": "cryopipe.commands.align",
+    "train": "cryopipe.commands.train",
+    "infer": "cryopipe.commands.infer",
     "validate-config": "cryopipe.commands.validate_config",
 }
 

@@ -53,6 +53,7 @@ def all_targets():
         targets += expand(res("preprocess/{dataset}/{name}"), dataset=ds,
                           name=["particles.star", "set1.star", "set2.star", "split.csv"])
         targets += expand(res("align/{dataset}/{name}"), dataset=ds, name=["kept.star", "amplitudes.csv"])
+        targets += expand(res("infer/{dataset}/{name}"), dataset=ds, name=["particles.star", "amplitudes.csv"])
     return targets
 
 

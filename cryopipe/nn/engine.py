@@ -1,0 +1,182 @@
+"""Training engine shared by every network of the pipeline.
+
+- A checkpoint (`last.pt`) after every epoch; `resume=True` continues from it when it was written
+  with the same settings. Shuffling and dropout are seeded from (seed, epoch), so an interrupted
+  and resumed run on CPU ends with exactly the weights of an uninterrupted one.
+- Early stopping on the validation loss (`patience` epochs); the best weights go to `best.pt`.
+- `history.csv` and `learning_curve.png` are rewritten after every epoch; tqdm shows progress.
+- On CUDA: bf16 autocast and channels_last. Under `torchrun` (WORLD_SIZE > 1) the model is wrapped
+  in DistributedDataParallel with a DistributedSampler; rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cryopipe.nn.targets import loss_terms
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    lr_step: int = 80  # epochs between divisions of the learning rate by 10
+    weight_decay: float = 1e-5
+    patience: int = 10  # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    num_workers: int = 0
+
+    def fingerprint(self, extra: dict | None = None) -> str:
+        keep = {k: v for k, v in asdict(self).items() if k not in ("device", "num_workers")}
+        return hashlib.sha1(json.dumps({**keep, **(extra or {})}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _collate(batch):
+    imgs = torch.stack([b[0] for b in batch])
+    targets = {k: torch.stack([b[1][k] for b in batch]) for k in batch[0][1]}
+    return imgs, targets, torch.tensor([b[2] for b in batch])
+
+
+def _save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(history: pd.DataFrame, path: Path) -> None:
+    from cryopipe.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], label="train")
+    ax.plot(history["epoch"], history["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("L1 loss (standardised)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(model, loader, device, amp: bool) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for imgs, targets, _ in loader:
+            imgs = imgs.to(device, non_blocking=True)
+            targets = {k: v.to(device) for k, v in targets.items()}
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                terms = loss_terms(model(imgs), targets)
+            total += float(sum(terms.values())) * len(imgs)
+            n += len(imgs)
+    return total / max(n, 1)
+
+
+def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSettings, out_dir: Path, *, meta: dict,
+        resume: bool = False, stop_after: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train `model`; returns the per-epoch history. `meta` is stored in every checkpoint (model
+    configuration, target statistics) so a checkpoint alone is enough for inference."""
+    from tqdm import tqdm
+
+    rank, world, local_rank = distributed()
+    device = torch.device(st.device if st.device != "cuda" else f"cuda:{local_rank}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cuda = device.type == "cuda"
+    amp = st.amp and cuda
+    fmt = torch.channels_last if (cuda and st.channels_last) else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+    else:
+        net = model
+    opt = torch.optim.Adam(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=st.lr_step, gamma=0.1)
+    fingerprint = st.fingerprint({"meta": meta})
+    start, best, bad, history = 1, float("inf"), 0, []
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if ck.get("fingerprint") == fingerprint:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            start, best, bad, history = ck["epoch"] + 1, ck["best_val"], ck["bad_epochs"], ck["history"]
+            if rank == 0:
+                print(f"resuming from epoch {ck['epoch']} ({last})")
+        elif rank == 0:
+            print(f"{last} was written with other settings; starting afresh")
+    val_loader = DataLoader(val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=_collate, num_workers=st.num_workers)
+    done_here = 0
+    for epoch in range(start, st.epochs + 1):
+        if bad >= st.patience:
+            break
+        torch.manual_seed(st.seed * 100003 + epoch)  # dropout draws: a function of (seed, epoch) only
+        if world > 1:
+            sampler = torch.utils.data.distributed.DistributedSampler(train_ds, seed=st.seed, drop_last=False)
+            sampler.set_epoch(epoch)
+        else:
+            gen = torch.Generator().manual_seed(st.seed * 100003 + epoch)
+            sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
+        loader = DataLoader(train_ds, batch_size=st.batch_size, sampler=sampler, collate_fn=_collate,
+                            num_workers=st.num_workers, pin_memory=cuda)
+        net.train()
+        t0, total, n = time.perf_counter(), 0.0, 0
+        for imgs, targets, _ in tqdm(loader, desc=f"epoch {epoch}/{st.epochs}", disable=not progress or rank != 0,
+                                     mininterval=5, leave=False):
+            imgs = imgs.to(device, non_blocking=True).contiguous(memory_format=fmt)
+            targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                terms = loss_terms(net(imgs), targets)
+            loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(imgs)
+            n += len(imgs)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        sched.step()
+        val = evaluate(model, val_loader, device, amp) if len(val_ds) else total / max(n, 1)
+        improved = val < best
+        best, bad = (val, 0) if improved else (best, bad + 1)
+        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val, "lr": opt.param_groups[0]["lr"],
+                        "seconds": seconds, "train_images_per_s": n * world / seconds})
+        if rank == 0:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                     "best_val": best, "bad_epochs": bad, "history": history, "fingerprint": fingerprint, "meta": meta}
+            _save(state, last)
+            if improved:
+                _save({"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_loss": val}, out_dir / "best.pt")
+            frame = pd.DataFrame(history)
+            frame.to_csv(out_dir / "history.csv", index=False)
+            plot_learning_curve(frame, out_dir / "learning_curve.png")
+            print(f"epoch {epoch}: train {history[-1]['train_loss']:.4f} val {val:.4f} "
+                  f"({history[-1]['train_images_per_s']:.1f} images/s){' *' if improved else ''}", flush=True)
+        done_here += 1
+        if stop_after is not None and done_here >= stop_after:
+            break
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return pd.DataFrame(history)

@@ -1,0 +1,56 @@
+"""Training targets, their standardisation, and the losses (L1; sign-invariant for quaternions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cryopipe.geometry import euler_to_quaternion
+
+
+def targets_from_tables(particles: pd.DataFrame, amplitudes: pd.DataFrame | None, amp_cols: list[str]) -> dict[str, np.ndarray]:
+    """amplitudes (n, M) Å RMSD, orientation (n, 4) unit quaternions, shifts (n, 2) Å (rlnOriginX/YAngst)."""
+    out = {"orientation": euler_to_quaternion(torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]]
+                                                           .to_numpy(dtype=np.float64))).numpy(),
+           "shifts": particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)}
+    if amplitudes is not None:
+        out["amplitudes"] = amplitudes[amp_cols].to_numpy(dtype=np.float64)
+    return out
+
+
+class Standardiser:
+    """Per-column mean/std of amplitudes and shifts (quaternions are left as unit vectors)."""
+
+    def __init__(self, stats: dict[str, tuple[list, list]]):
+        self.stats = {k: (np.asarray(m), np.asarray(s)) for k, (m, s) in stats.items()}
+
+    @classmethod
+    def fit(cls, targets: dict[str, np.ndarray]) -> "Standardiser":
+        return cls({k: (v.mean(0).tolist(), np.maximum(v.std(0), 1e-6).tolist()) for k, v in targets.items() if k != "orientation"})
+
+    def forward(self, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: (v - self.stats[k][0]) / self.stats[k][1] if k in self.stats else v for k, v in targets.items()}
+
+    def inverse(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v * self.stats[k][1] + self.stats[k][0] if k in self.stats else v for k, v in outputs.items()}
+
+    def state(self) -> dict:
+        return {k: (m.tolist(), s.tolist()) for k, (m, s) in self.stats.items()}
+
+
+def quaternion_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample L1 distance between unit quaternions, invariant to q ↔ −q (the same rotation)."""
+    pred = pred / pred.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return torch.minimum((pred - target).abs().sum(-1), (pred + target).abs().sum(-1))
+
+
+def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean L1 loss per kind (standardised amplitudes/shifts; quaternion L1 up to sign)."""
+    terms = {}
+    for k, v in outputs.items():
+        if k == "orientation":
+            terms[k] = quaternion_l1(v, targets[k]).mean()
+        else:
+            terms[k] = (v - targets[k]).abs().mean()
+    return terms

@@ -1,0 +1,59 @@
+def train_kinds():
+    """One network per parameter type (DeepHEMNMA), or one combined network."""
+    return ["combined"] if config["train"]["models"] == "combined" else ["amplitudes", "orientation", "shifts"]
+
+
+rule train:
+    input:
+        star=rules.align.output.star,
+        amplitudes=rules.align.output.amplitudes,
+        split=res("preprocess/{dataset}/split.csv"),
+        mrcs=res("preprocess/{dataset}/particles.mrcs"),
+        truth=truth_table,
+    output:
+        model=res("train/{dataset}/{kind}/model.pt"),
+        history=res("train/{dataset}/{kind}/history.csv"),
+        curve=report(res("train/{dataset}/{kind}/learning_curve.png"), caption="../report/train.rst", category="Network",
+                     subcategory="{dataset}"),
+    wildcard_constraints:
+        kind="amplitudes|orientation|shifts|combined",
+    params:
+        cfg=stage_params("train"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    log:
+        res("logs/train/{dataset}/{kind}.log"),
+    benchmark:
+        res("benchmarks/train/{dataset}/{kind}.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1,
+    shell:
+        TORCH_ENV + " python -m cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
+        " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --model {output.model}"
+        " --history {output.history} --curve {output.curve} > {log} 2>&1"
+
+
+rule infer:
+    input:
+        star=res("preprocess/{dataset}/set2.star"),
+        mrcs=res("preprocess/{dataset}/particles.mrcs"),
+        models=lambda wc: expand(res("train/{dataset}/{kind}/model.pt"), dataset=wc.dataset, kind=train_kinds()),
+    output:
+        star=res("infer/{dataset}/particles.star"),
+        amplitudes=res("infer/{dataset}/amplitudes.csv"),
+    params:
+        cfg=stage_params("infer"),
+    log:
+        res("logs/infer/{dataset}.log"),
+    benchmark:
+        res("benchmarks/infer/{dataset}.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        TORCH_ENV + " python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
+        " --out-star {output.star} --amplitudes {output.amplitudes} > {log} 2>&1"

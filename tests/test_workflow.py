@@ -21,6 +21,7 @@ TINY_WORKFLOW = {
                  "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}},
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
+    "train": {"models": "combined", "depth": 18, "epochs": 2, "batch_size": 16},
 }
 
 
@@ -47,7 +48,7 @@ def test_default_config_plans_full_dag(tmp_path):
     assert proc.returncode == 0, proc.stderr
     grid = 2  # 2 SNR × 1 defocus range in config.yaml
     assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
-                                  "align": grid, "all": 1}
+                                  "align": grid, "train": grid, "infer": grid, "all": 1}
 
 
 def test_import_source_plans_import_branch(tmp_path):
@@ -55,7 +56,8 @@ def test_import_source_plans_import_branch(tmp_path):
     write_config(tmp_path, {**TINY, "data": {"source": "import", "import": {"star": "user.star", "name": "mydata"}}})
     proc = snakemake(tmp_path, "-n")
     assert proc.returncode == 0, proc.stderr
-    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "import_particles": 1, "preprocess": 1, "align": 1, "all": 1}
+    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "import_particles": 1, "preprocess": 1, "align": 1,
+                                  "train": 3, "infer": 1, "all": 1}  # separate networks by default
     assert "preprocess/mydata/particles.star" in proc.stdout + proc.stderr
 
 
@@ -81,6 +83,9 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert (results / "benchmarks" / "preprocess" / f"{ds}.tsv").exists()
         amps = pd.read_csv(results / "align" / ds / "amplitudes.csv")
         assert len(amps) == 80 and {"mode7", "cc", "mahalanobis", "kept", "angle_error"} <= set(amps.columns)
+        pred = pd.read_csv(results / "infer" / ds / "amplitudes.csv")
+        assert len(pred) == 120 and pred["mode7"].notna().all()
+        assert (results / "train" / ds / "combined" / "learning_curve.png").exists()
     # Even on tiny 32-px images the high-SNR branch is aligned (a loose sanity bound; accuracy is benchmarked).
     amps = pd.read_csv(results / "align" / "snr1_df0.5-1.5" / "amplitudes.csv")
     assert amps["angle_error"].median() < 10.0
@@ -94,7 +99,7 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
                                              "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
-    assert planned_jobs(proc) == {"simulate": 2, "preprocess": 2, "align": 2, "all": 1}
+    assert planned_jobs(proc) == {"simulate": 2, "preprocess": 2, "align": 2, "train": 2, "infer": 2, "all": 1}
     out = proc.stdout + proc.stderr
     assert "simulate/snr2_df0.5-1.5" in out and "simulate/snr2_df1.5-2.5" in out
     assert "simulate/snr0.1_" not in out
@@ -103,10 +108,16 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     changed = {**TINY_WORKFLOW, "preprocess": {"size": 24}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"preprocess": 4, "align": 4, "all": 1}
+    assert planned_jobs(proc) == {"preprocess": 4, "align": 4, "train": 4, "infer": 4, "all": 1}
 
     # An alignment parameter changed: only the alignment re-runs.
     changed = {**TINY_WORKFLOW, "align": {**TINY_WORKFLOW["align"], "outlier_threshold": 2.5}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"align": 4, "all": 1}
+    assert planned_jobs(proc) == {"align": 4, "train": 4, "infer": 4, "all": 1}
+
+    # A training hyper-parameter changed: training and inference only.
+    changed = {**TINY_WORKFLOW, "train": {**TINY_WORKFLOW["train"], "lr": 3e-4}}
+    write_config(tmp_path, changed)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert planned_jobs(proc) == {"train": 4, "infer": 4, "all": 1}

@@ -85,7 +85,7 @@ def main(args) -> None:
     st = TrainSettings(epochs=prm["epochs"], batch_size=prm["batch_size"], lr=prm["lr"], lr_step=prm["lr_step"],
                        weight_decay=prm["weight_decay"], patience=prm["patience"], seed=prm["seed"],
                        device=pick_device(prm["device"]), amp=prm["amp"], channels_last=prm["channels_last"],
-                       num_workers=prm["num_workers"])
+                       num_workers=prm["num_workers"], augment_inplane=prm["augment_inplane"])
     out_dir = Path(args.model).parent
     print(f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "
           f"targets from {prm['targets']}, device {st.device}")

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cryopipe.nn.augment import random_inplane
 from cryopipe.nn.targets import loss_terms
 
 
@@ -38,6 +39,7 @@ class TrainSettings:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     num_workers: int = 0
+    augment_inplane: bool = True  # random in-plane rotation of each training image, targets rotated exactly
 
     def fingerprint(self, extra: dict | None = None) -> str:
         keep = {k: v for k, v in asdict(self).items() if k not in ("device", "num_workers")}
@@ -141,11 +143,15 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
         loader = DataLoader(train_ds, batch_size=st.batch_size, sampler=sampler, collate_fn=_collate,
                             num_workers=st.num_workers, pin_memory=cuda)
         net.train()
+        aug_gen = torch.Generator().manual_seed(st.seed * 100003 + epoch + 1)
         t0, total, n = time.perf_counter(), 0.0, 0
         for imgs, targets, _ in tqdm(loader, desc=f"epoch {epoch}/{st.epochs}", disable=not progress or rank != 0,
                                      mininterval=5, leave=False):
-            imgs = imgs.to(device, non_blocking=True).contiguous(memory_format=fmt)
+            imgs = imgs.to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+            if st.augment_inplane:
+                imgs, targets = random_inplane(imgs, targets, aug_gen)
+            imgs = imgs.contiguous(memory_format=fmt)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 terms = loss_terms(net(imgs), targets)
             loss = sum(terms.values())

@@ -20,14 +20,21 @@ def targets_from_tables(particles: pd.DataFrame, amplitudes: pd.DataFrame | None
 
 
 class Standardiser:
-    """Per-column mean/std of amplitudes and shifts (quaternions are left as unit vectors)."""
+    """Amplitudes: per-mode mean/std; shifts: zero mean, isotropic RMS; quaternions stay unit vectors."""
 
     def __init__(self, stats: dict[str, tuple[list, list]]):
         self.stats = {k: (np.asarray(m), np.asarray(s)) for k, (m, s) in stats.items()}
 
     @classmethod
     def fit(cls, targets: dict[str, np.ndarray]) -> "Standardiser":
-        return cls({k: (v.mean(0).tolist(), np.maximum(v.std(0), 1e-6).tolist()) for k, v in targets.items() if k != "orientation"})
+        stats = {}
+        for k, v in targets.items():
+            if k == "amplitudes":
+                stats[k] = (v.mean(0).tolist(), np.maximum(v.std(0), 1e-6).tolist())
+            elif k == "shifts":  # zero mean, one isotropic scale: commutes with in-plane rotation
+                rms = max(float(np.sqrt((v**2).mean())), 1e-6)
+                stats[k] = ([0.0, 0.0], [rms, rms])
+        return cls(stats)
 
     def forward(self, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: (v - self.stats[k][0]) / self.stats[k][1] if k in self.stats else v for k, v in targets.items()}

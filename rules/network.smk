@@ -3,6 +3,11 @@ def train_kinds():
     return ["combined"] if config["train"]["models"] == "combined" else ["amplitudes", "orientation", "shifts"]
 
 
+# More than one GPU per training job: DistributedDataParallel, one process per GPU, via torchrun.
+TRAIN_GPUS = config["train"]["gpus"]
+TRAIN_LAUNCH = "python -m" if TRAIN_GPUS == 1 else f"torchrun --standalone --nproc_per_node {TRAIN_GPUS} -m"
+
+
 rule train:
     input:
         star=rules.align.output.star,
@@ -28,9 +33,9 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=720,
-        gpu=1,
+        gpu=TRAIN_GPUS,
     shell:
-        TORCH_ENV + " python -m cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
+        TORCH_ENV + " " + TRAIN_LAUNCH + " cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
         " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --model {output.model}"
         " --history {output.history} --curve {output.curve} > {log} 2>&1"
 

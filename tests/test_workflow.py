@@ -121,3 +121,11 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert planned_jobs(proc) == {"train": 4, "infer": 4, "all": 1}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) + [REPO / "config.yaml"], ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    from cryopipe.config import load_config
+
+    cfg = load_config(path)
+    assert cfg["conformations"]["modes"]

@@ -33,7 +33,7 @@ def main() -> None:
     print(f"{'model':>9} {'bf16+CL':>8} {'train img/s':>12} {'infer img/s':>12}")
     for depth in args.depths:
         for amp, fmt in modes:
-            model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=depth).to(dev, memory_format=fmt)
+            model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=depth, image_size=args.size).to(dev, memory_format=fmt)
             opt = torch.optim.Adam(model.parameters(), 1e-4)
             x = torch.randn(args.batch, 1, args.size, args.size, device=dev).contiguous(memory_format=fmt)
             t = {"amplitudes": torch.randn(args.batch, 3, device=dev), "shifts": torch.randn(args.batch, 2, device=dev),

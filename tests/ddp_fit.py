@@ -13,6 +13,6 @@ from test_network import Tiny  # noqa: E402
 
 out = Path(sys.argv[1])
 torch.manual_seed(1)
-model = Regressor(("amplitudes",), 2, depth=18)
+model = Regressor(("amplitudes",), 2, depth=18, image_size=24)
 fit(model, Tiny(32, 0), Tiny(8, 1), TrainSettings(epochs=2, batch_size=8, seed=3), out, meta={"kinds": ["amplitudes"]},
     progress=False)

@@ -47,8 +47,9 @@ def test_quaternion_loss_is_sign_invariant():
 
 def test_resnet_depths_and_standardiser():
     for depth, feats in ((18, 512), (34, 512), (50, 2048)):
-        net = ResNet(depth)
-        assert net(torch.randn(2, 1, 32, 32)).shape == (2, feats)
+        for size, side in ((32, 1), (64, 2), (40, 2)):
+            net = ResNet(depth, image_size=size)
+            assert net(torch.randn(2, 1, size, size)).shape == (2, feats * side * side) == (2, net.out_features)
     t = {"amplitudes": np.random.default_rng(0).normal(5, 3, (100, 2)), "orientation": np.eye(4)[[0] * 100]}
     std = Standardiser.fit(t)
     z = std.forward(t)
@@ -62,7 +63,7 @@ def test_tiny_model_overfits_32_images():
     imgs = torch.randn(32, 1, 32, 32)
     targets = {"amplitudes": torch.randn(32, 3), "orientation": torch.nn.functional.normalize(torch.randn(32, 4), dim=1),
                "shifts": torch.randn(32, 2)}
-    model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=18, dropout=0.0)
+    model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=18, dropout=0.0, image_size=32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(150):
@@ -93,7 +94,7 @@ def test_resume_gives_identical_weights(tmp_path):
 
     def new_model():
         torch.manual_seed(1)
-        return Regressor(("amplitudes",), 2, depth=18)
+        return Regressor(("amplitudes",), 2, depth=18, image_size=24)
 
     fit(new_model(), Tiny(24, 0), Tiny(8, 1), st, tmp_path / "a", meta=meta, progress=False)
     fit(new_model(), Tiny(24, 0), Tiny(8, 1), st, tmp_path / "b", meta=meta, progress=False, stop_after=2)  # "killed"
@@ -109,10 +110,10 @@ def test_resume_gives_identical_weights(tmp_path):
 
 def trained_checkpoint(path, n_modes=1):
     torch.manual_seed(0)
-    model = Regressor(("amplitudes", "orientation", "shifts"), n_modes, depth=18)
+    model = Regressor(("amplitudes", "orientation", "shifts"), n_modes, depth=18, image_size=40)
     std = Standardiser({"amplitudes": ([0.0] * n_modes, [1.0] * n_modes), "shifts": ([0.0, 0.0], [1.0, 1.0])})
     meta = {"kinds": list(model.kinds), "n_modes": n_modes, "modes": [f"mode{7 + i}" for i in range(n_modes)], "depth": 18,
-            "dropout": 0.5, "standardiser": std.state()}
+            "dropout": 0.5, "standardiser": std.state(), "image_size": 40}
     torch.save({"model": model.state_dict(), "meta": meta}, path)
 
 

@@ -79,9 +79,10 @@ def main(args) -> None:
         return ParticleDataset(rows.reset_index(drop=True), args.star, t)
 
     torch.manual_seed(prm["seed"])
-    model = Regressor(kinds, len(cols), depth=prm["depth"], dropout=prm["dropout"])
+    size = int(optics["rlnImageSize"].iloc[0])
+    model = Regressor(kinds, len(cols), depth=prm["depth"], dropout=prm["dropout"], image_size=size)
     meta = {"kinds": list(kinds), "n_modes": len(cols), "modes": cols, "depth": prm["depth"], "dropout": prm["dropout"],
-            "standardiser": std.state(), "image_size": int(optics["rlnImageSize"].iloc[0]), "targets": prm["targets"]}
+            "standardiser": std.state(), "image_size": size, "targets": prm["targets"]}
     st = TrainSettings(epochs=prm["epochs"], batch_size=prm["batch_size"], lr=prm["lr"], lr_step=prm["lr_step"],
                        weight_decay=prm["weight_decay"], patience=prm["patience"], seed=prm["seed"],
                        device=pick_device(prm["device"]), amp=prm["amp"], channels_last=prm["channels_last"],

@@ -26,11 +26,11 @@ class Regressor(nn.Module):
     One model per kind as in DeepHEMNMA, or all kinds from one head ("combined").
     """
 
-    def __init__(self, kinds: tuple[str, ...], n_modes: int, depth: int = 34, dropout: float = 0.5):
+    def __init__(self, kinds: tuple[str, ...], n_modes: int, depth: int = 34, dropout: float = 0.5, image_size: int = 64):
         super().__init__()
         self.kinds = tuple(kinds)
         self.sizes = {"amplitudes": n_modes, "orientation": 4, "shifts": 2}
-        self.backbone = ResNet(depth)
+        self.backbone = ResNet(depth, image_size=image_size)
         self.head = mlp(self.backbone.out_features, sum(self.sizes[k] for k in self.kinds), dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -17,7 +17,8 @@ from cryopipe.nn.targets import Standardiser
 def load_model(path, device="cpu") -> tuple[Regressor, Standardiser, dict]:
     ck = torch.load(path, map_location=device, weights_only=False)
     meta = ck["meta"]
-    model = Regressor(tuple(meta["kinds"]), meta["n_modes"], depth=meta["depth"], dropout=meta.get("dropout", 0.5))
+    model = Regressor(tuple(meta["kinds"]), meta["n_modes"], depth=meta["depth"], dropout=meta.get("dropout", 0.5),
+                      image_size=meta["image_size"])
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), Standardiser(meta["standardiser"]), meta
 

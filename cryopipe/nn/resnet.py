@@ -53,9 +53,14 @@ LAYOUTS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (
 
 
 class ResNet(nn.Module):
-    """Stem (7×7/2 conv, 3×3/2 max-pool), four stages (64-512 planes), global average pooling."""
+    """Stem (7×7/2 conv, 3×3/2 max-pool), four stages (64-512 planes), flattened final feature map.
 
-    def __init__(self, depth: int = 34, in_channels: int = 1):
+    DeepHEMNMA feeds the MLP the *flattened feature maps*: unlike global average pooling this keeps
+    where things are in the image, which the shift and orientation targets depend on. The feature
+    count therefore depends on the image size (512·2·2 for ResNet18/34 at 64 px).
+    """
+
+    def __init__(self, depth: int = 34, in_channels: int = 1, image_size: int = 64):
         super().__init__()
         if depth not in LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(LAYOUTS)}, got {depth}")
@@ -70,10 +75,13 @@ class ResNet(nn.Module):
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.out_features = cin
+        side = image_size
+        for _ in range(5):  # stem conv, max-pool and three strided stages halve the size (rounding up)
+            side = (side + 1) // 2
+        self.out_features = cin * side * side
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
+        return torch.flatten(self.stages(self.stem(x)), 1)

@@ -1,0 +1,1 @@
+"""Stage 3: conformational space, per-group reconstruction, resolution (issue 5, in progress)."""

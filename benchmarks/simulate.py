@@ -48,7 +48,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for i in range(0, args.n, args.batch):
             b = truth.iloc[i : i + args.batch]
-            imgs = sim.signal(b, cols) + sim.noise(b, 1.0, 0.5, 0, "bench")
+            sim.signal(b, cols) + sim.noise(b, 1.0, 0.5, 0, "bench")
             if args.device != "cpu":
                 torch.cuda.synchronize()
         dt = time.perf_counter() - t0

@@ -22,7 +22,6 @@ def corr(a, b) -> float:
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 TINY = {
     "seed": 11,

@@ -120,3 +120,27 @@ def test_mahalanobis_drops_injected_outliers():
 def test_amplitude_starts():
     assert amplitude_starts([-3, 0, 3], 3, "axes").shape == (7, 3)
     assert amplitude_starts([-3, 0, 3], 3, "grid").shape == (27, 3)
+
+
+@pytest.mark.parametrize("flipped", [True, False])
+def test_model_ctf_matches_phase_flip_state(adk, flipped):
+    """Images with a CTF, phase-flipped or not: the model (|CTF| or signed CTF) is exact at the truth."""
+    from cryopipe.imaging.ctf import ctf_2d
+
+    imgs, truth = noiseless(adk, 2, seed=4)
+    d = torch.tensor([12000.0, 20000.0])
+    c = ctf_2d(d, d, torch.zeros(2), voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.1, pixel_size=APIX,
+               shape=(SIZE, SIZE)).float()
+    data = torch.fft.irfft2(torch.fft.rfft2(imgs) * (c.abs() if flipped else c), s=(SIZE, SIZE))
+    ref = adk[2].to("cpu")
+    A = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy())).float()
+    o = torch.tensor(truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()).float()
+    a = torch.tensor(truth[["mode7", "mode8"]].to_numpy()).float()
+    scores = {}
+    for model_flipped in (True, False):
+        batch = ImageBatch(data, d, d, torch.zeros(2), OPTICS, ctf=True, phase_flipped=model_flipped)
+        image_ft, model_ctf, px = batch.at(SIZE)
+        w = band_weights(SIZE, px, 2 * APIX)
+        scores[model_flipped] = correlation(torch.fft.rfft2(ref.render(a, A, o, size=SIZE, pixel_size=px)), image_ft, model_ctf, w)
+    assert (scores[flipped] > 0.999).all()
+    assert (scores[not flipped] < scores[flipped] - 0.1).all()

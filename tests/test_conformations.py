@@ -1,7 +1,6 @@
 """Ground-truth conformations: distributions, seed determinism, the 4AKE → 1AKE interpolation."""
 
 import numpy as np
-import pytest
 import torch
 
 from cryopipe.commands.conformations import target_amplitudes

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import starfile
 import torch
-from torch.utils.data import TensorDataset
 
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_euler

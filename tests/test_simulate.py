@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cryopipe.geometry import euler_to_matrix, random_rotations, matrix_to_euler
+from cryopipe.geometry import random_rotations, matrix_to_euler
 from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
 from cryopipe.errors import CryopipeError
 

@@ -47,26 +47,30 @@ class ImageBatch:
     defocus_angle: torch.Tensor
     optics: dict  # voltage, spherical_aberration, amplitude_contrast, pixel_size (of `images`)
     ctf: bool = True
+    phase_flipped: bool = True  # images already multiplied by sign(CTF): the model then takes |CTF|
 
     @property
     def size(self) -> int:
         return self.images.shape[-1]
 
     def at(self, size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(rfft of images cropped to `size`, |CTF| on that grid, pixel size)."""
+        """(rfft of images cropped to `size`, the model's CTF on that grid (|CTF| if phase-flipped), pixel size)."""
         px = self.optics["pixel_size"] * self.size / size
         img = fourier_crop(self.images, size) if size != self.size else self.images
         if self.ctf:
             c = ctf_2d(self.defocus_u, self.defocus_v, self.defocus_angle, voltage=self.optics["voltage"],
                        spherical_aberration=self.optics["spherical_aberration"],
-                       amplitude_contrast=self.optics["amplitude_contrast"], pixel_size=px, shape=(size, size)).abs()
+                       amplitude_contrast=self.optics["amplitude_contrast"], pixel_size=px, shape=(size, size))
+            if self.phase_flipped:
+                c = c.abs()
         else:
             c = torch.ones(len(img), size, size // 2 + 1)
         return torch.fft.rfft2(img.float()), c.to(img.device, torch.float32), px
 
     def repeat(self, k: int) -> "ImageBatch":
         rep = lambda t: t.repeat_interleave(k, 0)
-        return ImageBatch(rep(self.images), rep(self.defocus_u), rep(self.defocus_v), rep(self.defocus_angle), self.optics, self.ctf)
+        return ImageBatch(rep(self.images), rep(self.defocus_u), rep(self.defocus_v), rep(self.defocus_angle), self.optics, self.ctf,
+                          self.phase_flipped)
 
 
 def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: torch.Tensor, origins: torch.Tensor,
@@ -77,7 +81,7 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
     amplitudes = amplitudes.detach().clone()
     cc = torch.zeros(len(A0), device=A0.device)
     for st in stages:
-        image_ft, abs_ctf, px = batch.at(st.size)
+        image_ft, model_ctf, px = batch.at(st.size)
         w = band_weights(st.size, px, st.lowpass, device=image_ft.device)
         model = ref[st.beads]
         omega = torch.zeros(len(A0), 3, device=A0.device, requires_grad=True)
@@ -91,12 +95,12 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
                 g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / st.steps))
             A = torch.matrix_exp(skew(omega)) @ A0
             img = model.render(a, A, o, size=st.size, pixel_size=px)
-            cc = correlation(torch.fft.rfft2(img), image_ft, abs_ctf, w)
+            cc = correlation(torch.fft.rfft2(img), image_ft, model_ctf, w)
             opt.zero_grad()
             (-cc.sum()).backward()
             opt.step()
         with torch.no_grad():
             A0 = torch.matrix_exp(skew(omega)) @ A0
             origins, amplitudes = o.detach(), a.detach()
-            cc = correlation(torch.fft.rfft2(model.render(amplitudes, A0, origins, size=st.size, pixel_size=px)), image_ft, abs_ctf, w)
+            cc = correlation(torch.fft.rfft2(model.render(amplitudes, A0, origins, size=st.size, pixel_size=px)), image_ft, model_ctf, w)
     return A0, origins, amplitudes, cc

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 
 from cryopipe.align.model import DeformableReference
@@ -60,13 +59,14 @@ def pick_distinct(scores: torch.Tensor, rot_idx: torch.Tensor, amp_idx: torch.Te
 
 class Aligner:
     def __init__(self, fine_ref: DeformableReference, beads_ref: DeformableReference, settings: AlignSettings,
-                 optics: dict, image_size: int, device: str = "cpu", ctf: bool = True):
+                 optics: dict, image_size: int, device: str = "cpu", ctf: bool = True, phase_flipped: bool = True):
         self.s = settings
         self.device = torch.device(device)
         self.refs = {False: fine_ref.to(self.device), True: beads_ref.to(self.device)}
         self.optics = optics
         self.image_size = image_size
         self.ctf = ctf
+        self.phase_flipped = phase_flipped
         n_modes = fine_ref.modes.shape[0]
         self.rotations = rotation_grid(settings.grid_spacing).to(self.device, torch.float32)
         self.amp_starts = amplitude_starts(settings.search_amplitudes, n_modes, settings.search_combinations).to(self.device)
@@ -76,13 +76,14 @@ class Aligner:
         self.shifts = shift_grid(settings.max_shift / self.search_px, device=self.device)
 
     def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
-        """images (B, L, L) phase-flipped, normalised; defocus (B, 3) U, V, angle → estimates per image."""
+        """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
         d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
-        batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf)
+        batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
+                           self.phase_flipped)
         B, K, R = len(images), self.s.candidates, len(self.rotations)
-        image_ft, abs_ctf, px = batch.at(self.s.search_size)
+        image_ft, model_ctf, px = batch.at(self.s.search_size)
         w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
-        scores, pidx, didx = global_search(image_ft, abs_ctf, w, self.proj_ft, self.shifts, top=max(4 * K, 16))
+        scores, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft, self.shifts, top=max(4 * K, 16))
         cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
         pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
         A0 = self.rotations[pidx % R].reshape(B * K, 3, 3)

@@ -34,7 +34,7 @@ def shift_grid(max_shift_px: float, step_px: float = 1.0, device=None) -> torch.
     return torch.stack([dx[keep], dy[keep]], -1)
 
 
-def global_search(image_ft: torch.Tensor, abs_ctf: torch.Tensor, weights: torch.Tensor, proj_ft: torch.Tensor,
+def global_search(image_ft: torch.Tensor, model_ctf: torch.Tensor, weights: torch.Tensor, proj_ft: torch.Tensor,
                   shifts_px: torch.Tensor, top: int, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best `top` (score, projection index, shift index) per image: each (B, top)."""
     B, H, W = image_ft.shape
@@ -43,10 +43,10 @@ def global_search(image_ft: torch.Tensor, abs_ctf: torch.Tensor, weights: torch.
     kx = torch.fft.rfftfreq(S, device=image_ft.device) * S
     phase = 2 * torch.pi * (shifts_px[:, 0, None, None] * kx[None, None, :] + shifts_px[:, 1, None, None] * ky[None, :, None]) / S
     ramp = torch.polar(torch.ones_like(phase), phase)  # e^{+2πi k·d/S}: model content moved by +d
-    Iw = (weights * abs_ctf * image_ft)[:, None] * ramp[None]  # (B, D, H, W)
+    Iw = (weights * model_ctf * image_ft)[:, None] * ramp[None]  # (B, D, H, W)
     D = len(shifts_px)
     J = torch.cat([Iw.real, Iw.imag], -1).reshape(B * D, -1)
-    model_weight = (weights * abs_ctf**2).reshape(B, -1)
+    model_weight = (weights * model_ctf**2).reshape(B, -1)
     img_norm = torch.sqrt((weights * (image_ft.real**2 + image_ft.imag**2)).sum((-2, -1)))
     best_s = torch.full((B, 0), -2.0, device=image_ft.device)
     best_i = torch.zeros((B, 0), dtype=torch.long, device=image_ft.device)

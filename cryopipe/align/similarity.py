@@ -1,9 +1,10 @@
 """Similarity of model and image: CTF-aware correlation in Fourier space, in a frequency band.
 
-The images are phase-flipped and normalised (unknown contrast scale), so the model is the
-projection filtered by |CTF| and the score is the normalised cross-correlation
+The images are normalised (unknown contrast scale) and usually phase-flipped, so the model is the
+projection filtered by C = |CTF| (or by the CTF itself for images that were not flipped) and the
+score is the normalised cross-correlation
 
-    cc = Σ_k w_k Re(conj(|C_k| P_k) I_k) / sqrt(Σ_k w_k |C_k P_k|² · Σ_k w_k |I_k|²),
+    cc = Σ_k w_k Re(conj(C_k P_k) I_k) / sqrt(Σ_k w_k |C_k P_k|² · Σ_k w_k |I_k|²),
 
 over frequencies k in (0, 1/lowpass] (w_k also counts the two halves of the rfft). It is the
 real-space correlation of the band-limited, CTF-weighted model with the band-limited image:
@@ -34,9 +35,9 @@ def band_weights(size: int, pixel_size: float, lowpass: float, device=None) -> t
     return w
 
 
-def correlation(model_ft: torch.Tensor, image_ft: torch.Tensor, abs_ctf: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """cc (B,) of rfft'd model projections (B, H, W) and images (B, H, W) with |CTF| (B, H, W)."""
-    m = model_ft * abs_ctf
+def correlation(model_ft: torch.Tensor, image_ft: torch.Tensor, model_ctf: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """cc (B,) of rfft'd model projections (B, H, W) and images (B, H, W) with the model's CTF (B, H, W)."""
+    m = model_ft * model_ctf
     num = (weights * (m.conj() * image_ft).real).sum((-2, -1))
     den_m = (weights * (m.real**2 + m.imag**2)).sum((-2, -1))
     den_i = (weights * (image_ft.real**2 + image_ft.imag**2)).sum((-2, -1))

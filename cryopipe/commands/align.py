@@ -75,7 +75,8 @@ def main(args) -> None:
                       residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
                       {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
                        "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
-                      L, device=device, ctf=prm["ctf"])
+                      L, device=device, ctf=prm["ctf"],
+                      phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))))
     images = load_images(particles, args.star)
     res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy())
 

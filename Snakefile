@@ -9,12 +9,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/reference.smk"
 include: "rules/simulate.smk"
 include: "rules/preprocess.smk"
 include: "rules/align.smk"
 include: "rules/network.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

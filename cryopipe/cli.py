@@ -23,6 +23,12 @@ COMMANDS = {
     "align": "cryopipe.commands.align",
     "train": "cryopipe.commands.train",
     "infer": "cryopipe.commands.infer",
+    "reduce": "cryopipe.commands.reduce",
+    "cluster": "cryopipe.commands.cluster",
+    "backproject": "cryopipe.commands.backproject",
+    "evaluate": "cryopipe.commands.evaluate",
+    "trajectory": "cryopipe.commands.trajectory",
+    "tables": "cryopipe.commands.tables",
     "validate-config": "cryopipe.commands.validate_config",
 }
 

@@ -75,3 +75,103 @@ def save_estimates_vs_truth(path, est: np.ndarray, true: np.ndarray, names: list
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _space_axes(table, space: str):
+    if space == "pca":
+        x = table["pc1"].to_numpy()
+        y = table["pc2"].to_numpy() if "pc2" in table.columns else np.zeros(len(table))
+        return x, y, "PC1 (Å RMSD)", "PC2 (Å RMSD)"
+    return table["umap1"].to_numpy(), table["umap2"].to_numpy(), "UMAP 1", "UMAP 2"
+
+
+def save_space(path, table, color, explained, title: str = "") -> None:
+    """Rows: PCA (and UMAP); columns: points by source, density (hexbin), points by true label."""
+    plt = _plt()
+    spaces = ["pca"] + (["umap"] if "umap1" in table.columns else [])
+    ncol = 3 if color is not None else 2
+    fig, axes = plt.subplots(len(spaces), ncol, figsize=(3.6 * ncol, 3.4 * len(spaces)), squeeze=False)
+    for row, space in zip(axes, spaces):
+        x, y, xl, yl = _space_axes(table, space)
+        for src, marker in (("network", "o"), ("alignment", "^")):
+            sel = table["source"].to_numpy() == src
+            if sel.any():
+                row[0].scatter(x[sel], y[sel], s=3, alpha=0.6, marker=marker, label=f"{src} ({sel.sum()})")
+        row[0].legend(fontsize=7, markerscale=3)
+        row[1].hexbin(x, y, gridsize=30, cmap="magma", mincnt=1)
+        row[1].set_title("density", fontsize=8)
+        if color is not None:
+            sc = row[2].scatter(x, y, s=3, c=color, cmap="viridis")
+            fig.colorbar(sc, ax=row[2], label="true position / state")
+        for ax in row:
+            ax.set_xlabel(xl)
+            ax.set_ylabel(yl)
+    axes[0, 0].set_title("PCA: " + ", ".join(f"PC{k + 1} {100 * e:.0f}%" for k, e in enumerate(explained[:3])), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_groups(path, table, space: str, edges=None, title: str = "") -> None:
+    """Groups in the 2D space, and the PC1 histogram per group (with bin edges if any)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    x, y, xl, yl = _space_axes(table, space)
+    g = table["group"].to_numpy()
+    for k in sorted(set(g)):
+        sel = g == k
+        label = "none" if k < 0 else f"group {k} ({sel.sum()})"
+        axes[0].scatter(x[sel], y[sel], s=3, label=label, color="lightgray" if k < 0 else None)
+        axes[1].hist(table["pc1"].to_numpy()[sel], bins=40, alpha=0.6, label=label)
+    for e in edges if edges is not None else []:
+        if np.isfinite(e):
+            axes[1].axvline(e, color="k", lw=0.8)
+    axes[0].set_xlabel(xl)
+    axes[0].set_ylabel(yl)
+    axes[0].legend(fontsize=7, markerscale=3)
+    axes[1].set_xlabel("PC1 (Å RMSD)")
+    axes[1].set_ylabel("images")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_fsc(path, curves: dict, title: str = "") -> None:
+    """curves: {label: (spatial frequency 1/Å, fsc)}; 0.143 and 0.5 thresholds drawn."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, (freq, f) in curves.items():
+        ax.plot(freq, f, label=label, lw=1.2, ls="--" if "truth" in label else "-")
+    for t in (0.143, 0.5):
+        ax.axhline(t, color="gray", lw=0.6, ls=":")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(-0.1, 1.05)
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_benchmark_summary(path, summary) -> None:
+    """Per dataset: mean angle / amplitude errors of alignment and network, and the best group resolutions."""
+    plt = _plt()
+    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)"]),
+              ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)"]),
+              ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    x = np.arange(len(summary))
+    for ax, (ylabel, cols) in zip(axes, panels):
+        cols = [c for c in cols if c in summary.columns]
+        for j, c in enumerate(cols):
+            ax.bar(x + (j - (len(cols) - 1) / 2) * 0.38, summary[c].to_numpy(dtype=float), width=0.36, label=c)
+        ax.set_xticks(x)
+        ax.set_xticklabels(summary["dataset"], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -5,6 +5,7 @@ import json
 
 from snakemake.exceptions import WorkflowError
 
+import cryopipe
 from cryopipe.config import validate_config
 from cryopipe.errors import CryopipeError
 
@@ -27,9 +28,13 @@ def res(path):
 
 
 def stage_params(stage):
-    """The exact config subset a stage depends on, as stable JSON (changing it re-runs the stage)."""
+    """The exact config subset a stage depends on, as stable JSON (changing it re-runs the stage).
+
+    cryopipe's version is part of it: results made by another release re-run (Snakemake cannot see
+    edits to the package's code; during development use `--forcerun <rule>`, see the README).
+    """
     command = importlib.import_module(f"cryopipe.commands.{stage}")
-    return json.dumps(command.params_from_config(config), sort_keys=True)
+    return json.dumps({**command.params_from_config(config), "cryopipe_version": cryopipe.__version__}, sort_keys=True)
 
 
 def datasets():
@@ -54,6 +59,10 @@ def all_targets():
                           name=["particles.star", "set1.star", "set2.star", "split.csv"])
         targets += expand(res("align/{dataset}/{name}"), dataset=ds, name=["kept.star", "amplitudes.csv"])
         targets += expand(res("infer/{dataset}/{name}"), dataset=ds, name=["particles.star", "amplitudes.csv"])
+        targets += expand(res("analysis/{dataset}/{name}"), dataset=ds, name=["space.csv", "groups.csv", "resolutions.csv"])
+        targets += expand(res("analysis/{dataset}/maps/group{group}.mrc"), dataset=ds, group=GROUPS)
+        targets += expand(res("analysis/{dataset}/trajectory_pc{pc}.pdb"), dataset=ds, pc=TRAJECTORY_PCS)
+    targets.append(res("benchmark/summary.csv"))
     return targets
 
 

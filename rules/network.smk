@@ -43,11 +43,15 @@ rule train:
 rule infer:
     input:
         star=res("preprocess/{dataset}/set2.star"),
+        all_star=res("preprocess/{dataset}/particles.star"),
+        split=res("preprocess/{dataset}/split.csv"),
         mrcs=res("preprocess/{dataset}/particles.mrcs"),
         models=lambda wc: expand(res("train/{dataset}/{kind}/model.pt"), dataset=wc.dataset, kind=train_kinds()),
     output:
         star=res("infer/{dataset}/particles.star"),
         amplitudes=res("infer/{dataset}/amplitudes.csv"),
+        test_star=res("infer/{dataset}/test.star"),
+        test_amplitudes=res("infer/{dataset}/test_amplitudes.csv"),
     params:
         cfg=stage_params("infer"),
     log:
@@ -61,4 +65,5 @@ rule infer:
         gpu=1,
     shell:
         TORCH_ENV + " python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
-        " --out-star {output.star} --amplitudes {output.amplitudes} > {log} 2>&1"
+        " --out-star {output.star} --amplitudes {output.amplitudes} --test-from {input.all_star} --split {input.split}"
+        " --test-star {output.test_star} --test-amplitudes {output.test_amplitudes} > {log} 2>&1"

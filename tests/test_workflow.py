@@ -22,7 +22,17 @@ TINY_WORKFLOW = {
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
     "train": {"models": "combined", "depth": 18, "epochs": 2, "batch_size": 16},
+    "analysis": {"umap": False, "pool_alignment": True, "cluster": {"k": 2}, "trajectory": {"frames": 3}},
 }
+# Jobs downstream of one dataset's inference: reduce, cluster, trajectory, evaluate, and a map per group.
+ANALYSIS = {"reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 2, "evaluate": 1}
+
+
+def per_dataset(n, **jobs):
+    out = {k: v * n for k, v in jobs.items()}
+    out.update({k: v * n for k, v in ANALYSIS.items()})
+    out.update({"benchmark_tables": 1, "all": 1})
+    return out
 
 
 def snakemake(workdir, *args):
@@ -48,7 +58,9 @@ def test_default_config_plans_full_dag(tmp_path):
     assert proc.returncode == 0, proc.stderr
     grid = 2  # 2 SNR × 1 defocus range in config.yaml
     assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
-                                  "align": grid, "train": grid, "infer": grid, "all": 1}
+                                  "align": grid, "train": grid, "infer": grid, "reduce": grid, "cluster": grid,
+                                  "trajectory": grid, "backproject": 3 * grid, "evaluate": grid, "benchmark_tables": 1,
+                                  "all": 1}
 
 
 def test_import_source_plans_import_branch(tmp_path):
@@ -57,7 +69,8 @@ def test_import_source_plans_import_branch(tmp_path):
     proc = snakemake(tmp_path, "-n")
     assert proc.returncode == 0, proc.stderr
     assert planned_jobs(proc) == {"reference": 1, "modes": 1, "import_particles": 1, "preprocess": 1, "align": 1,
-                                  "train": 3, "infer": 1, "all": 1}  # separate networks by default
+                                  "train": 3, "infer": 1, "reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 3,
+                                  "evaluate": 1, "benchmark_tables": 1, "all": 1}  # separate networks by default
     assert "preprocess/mydata/particles.star" in proc.stdout + proc.stderr
 
 
@@ -86,6 +99,20 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         pred = pd.read_csv(results / "infer" / ds / "amplitudes.csv")
         assert len(pred) == 120 and pred["mode7"].notna().all()
         assert (results / "train" / ds / "combined" / "learning_curve.png").exists()
+        space = pd.read_csv(results / "analysis" / ds / "space.csv")
+        assert set(space["source"]) == {"network", "alignment"} and space["particle"].is_unique  # pooled
+        groups = pd.read_csv(results / "analysis" / ds / "groups.csv")
+        assert sorted(groups["group"].unique()) == [0, 1]
+        with mrcfile.open(results / "analysis" / ds / "maps" / "group0.mrc") as mrc:
+            assert mrc.data.shape == (48, 48, 48) and mrc.voxel_size.x == pytest.approx(1.8)  # original size
+        res = pd.read_csv(results / "analysis" / ds / "resolutions.csv")
+        assert res["images"].sum() == len(space) and res["resolution vs truth @0.5 (Å)"].notna().all()
+    for name in ("parameters", "groups", "summary"):
+        table = pd.read_csv(results / "benchmark" / f"{name}.csv")
+        assert set(table["dataset"]) == set(datasets)
+        assert (results / "benchmark" / f"{name}.md").read_text().startswith("| ")
+    params = pd.read_csv(results / "benchmark" / "parameters.csv")
+    assert {"alignment vs truth", "network vs truth", "network vs alignment"} <= set(params["comparison"])
     # Even on tiny 32-px images the high-SNR branch is aligned (a loose sanity bound; accuracy is benchmarked).
     amps = pd.read_csv(results / "align" / "snr1_df0.5-1.5" / "amplitudes.csv")
     assert amps["angle_error"].median() < 10.0
@@ -99,28 +126,34 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
                                              "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
-    assert planned_jobs(proc) == {"simulate": 2, "preprocess": 2, "align": 2, "train": 2, "infer": 2, "all": 1}
+    assert planned_jobs(proc) == per_dataset(2, simulate=1, preprocess=1, align=1, train=1, infer=1)
     out = proc.stdout + proc.stderr
     assert "simulate/snr2_df0.5-1.5" in out and "simulate/snr2_df1.5-2.5" in out
-    assert "simulate/snr0.1_" not in out
+    assert "dataset=snr0.1_" not in out  # no job of the unchanged branches (the tables only read them)
 
     # A preprocessing parameter changed: preprocessing and alignment re-run, simulation does not.
     changed = {**TINY_WORKFLOW, "preprocess": {"size": 24}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"preprocess": 4, "align": 4, "train": 4, "infer": 4, "all": 1}
+    assert planned_jobs(proc) == per_dataset(4, preprocess=1, align=1, train=1, infer=1)
 
     # An alignment parameter changed: only the alignment re-runs.
     changed = {**TINY_WORKFLOW, "align": {**TINY_WORKFLOW["align"], "outlier_threshold": 2.5}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"align": 4, "train": 4, "infer": 4, "all": 1}
+    assert planned_jobs(proc) == per_dataset(4, align=1, train=1, infer=1)
 
     # A training hyper-parameter changed: training and inference only.
     changed = {**TINY_WORKFLOW, "train": {**TINY_WORKFLOW["train"], "lr": 3e-4}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"train": 4, "infer": 4, "all": 1}
+    assert planned_jobs(proc) == per_dataset(4, train=1, infer=1)
+
+    # A reconstruction parameter changed: only the maps, their evaluation and the tables.
+    changed = {**TINY_WORKFLOW, "analysis": {**TINY_WORKFLOW["analysis"], "backproject": {"pad": 1}}}
+    write_config(tmp_path, changed)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert planned_jobs(proc) == {"backproject": 8, "evaluate": 4, "benchmark_tables": 1, "all": 1}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) + [REPO / "config.yaml"], ids=lambda p: p.name)

@@ -56,13 +56,57 @@ class Backprojector:
                     self.num.index_add_(0, flat, vals * wt)
                     self.weight.index_add_(0, flat, w * wt)
 
-    def reconstruct(self, wiener: float = 1e-3) -> torch.Tensor:
-        """Map (L, L, L) (z, y, x) on the original box; `wiener` is the 1/SNR regulariser added to the weights."""
+    def merged(self, other: "Backprojector") -> "Backprojector":
+        """The sum of two accumulations (e.g. the full map from its two half maps)."""
+        out = Backprojector.__new__(Backprojector)
+        out.__dict__.update(self.__dict__)
+        out.num, out.weight = self.num + other.num, self.weight + other.weight
+        return out
+
+    def _shell_of_voxel(self) -> torch.Tensor:
+        """Shell index on the original (unpadded) grid of every padded-grid Fourier voxel."""
+        k = torch.fft.fftfreq(self.n, device=self.device, dtype=torch.float64) * self.n
+        r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2).ravel()
+        return torch.round(r / self.pad).long()
+
+    def shell_mean_weight(self) -> torch.Tensor:
+        """Mean inserted weight Σ CTF² per shell of the original grid (0 .. size/2 − 1)."""
+        shell = self._shell_of_voxel()
+        ns = self.size // 2
+        keep = shell < ns
+        total = torch.zeros(ns, dtype=torch.float64, device=self.device).index_add_(0, shell[keep], self.weight[keep])
+        count = torch.zeros(ns, dtype=torch.float64, device=self.device).index_add_(0, shell[keep], torch.ones_like(self.weight[keep]))
+        return total / count.clamp_min(1)
+
+    def reconstruct(self, wiener: float | torch.Tensor = 1e-3) -> torch.Tensor:
+        """Map (L, L, L) (z, y, x) on the original box.
+
+        `wiener` is the regulariser added to the weights: a constant, or one value per shell of the
+        original grid (size/2 values; from the half-map FSC, see `fsc_regulariser`). Beyond the
+        last shell nothing is kept.
+        """
         n = self.n
-        F = (self.num / (self.weight + wiener)).reshape(n, n, n)
+        if torch.is_tensor(wiener) and wiener.ndim == 1:
+            shell = self._shell_of_voxel()
+            big = torch.full((1,), float("inf"), dtype=torch.float64, device=self.device)
+            reg = torch.cat([wiener.to(self.device, torch.float64), big])[shell.clamp_max(len(wiener))]
+        else:
+            reg = float(wiener)
+        F = (self.num / (self.weight + reg)).reshape(n, n, n)
         vol = torch.fft.fftshift(torch.fft.ifftn(F).real, dim=(0, 1, 2))
         r = (torch.arange(n, device=self.device, dtype=torch.float64) - n // 2) / n
         s = torch.sinc(r) ** 2  # trilinear interpolation kernel in real space
         vol = vol / (s[:, None, None] * s[None, :, None] * s[None, None, :]).clamp_min(1e-3)
         lo = n // 2 - self.size // 2
         return vol[lo : lo + self.size, lo : lo + self.size, lo : lo + self.size]
+
+
+def fsc_regulariser(half_fsc, half_mean_weight: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
+    """Per-shell Wiener term σ²/τ² from a half-map FSC (RELION-style).
+
+    A half map's SNR per shell is FSC/(1 − FSC) = τ²·W̄/σ² (W̄ the mean Σ CTF² of one half), so
+    the regulariser that makes num/(weight + reg) the Wiener estimate is W̄·(1 − FSC)/FSC. The
+    same term serves the full map (its weight doubles, the signal-to-noise of a voxel does too).
+    """
+    f = torch.as_tensor(half_fsc, dtype=torch.float64).clamp(floor, 1 - floor)
+    return half_mean_weight.cpu().double() * (1 - f) / f

@@ -27,3 +27,11 @@ def resolution_at(curve: np.ndarray, size: int, pixel_size: float, threshold: fl
     below = np.nonzero(curve[1:] < threshold)[0]
     shell = (below[0] + 1) if len(below) else len(curve)
     return size * pixel_size / max(shell, 1)
+
+
+def soft_sphere(size: int, radius_px: float, edge_px: float = 3.0) -> torch.Tensor:
+    """A (size³) mask: 1 inside radius, raised-cosine edge of width edge_px, 0 beyond."""
+    c = torch.arange(size, dtype=torch.float64) - size // 2
+    r = torch.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    t = ((r - radius_px) / max(edge_px, 1e-6)).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(torch.pi * t))

@@ -16,7 +16,17 @@ def add_params_arg(parser: argparse.ArgumentParser) -> None:
 
 def resolve_params(args: argparse.Namespace, params_from_config, **kw) -> dict:
     if args.params is not None:
-        return json.loads(args.params)
+        prm = json.loads(args.params)
+        planned = prm.pop("cryopipe_version", None)
+        if planned is not None:
+            from cryopipe import __version__
+            from cryopipe.errors import CryopipeError
+
+            # The workflow was planned by one cryopipe and the job runs another (e.g. a stale cluster env).
+            if planned != __version__:
+                raise CryopipeError(f"--params: the workflow was planned with cryopipe {planned}, this job runs {__version__}; "
+                                    "install the same version in the job's environment")
+        return prm
     from cryopipe.config import load_config
 
     return params_from_config(load_config(args.config), **kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "amplitudes"]
+OUTPUTS = ["out_star", "amplitudes", "test_star", "test_amplitudes"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -17,6 +17,36 @@ def add_args(p) -> None:
     p.add_argument("--models", required=True, nargs="+", help="trained checkpoints (model.pt), together covering every kind")
     p.add_argument("--out-star", required=True, help="output STAR with the predicted angles and origins")
     p.add_argument("--amplitudes", required=True, help="output table of the predicted amplitudes")
+    p.add_argument("--test-from", help="preprocess/<dataset>/particles.star: also predict the small test subset of set 1")
+    p.add_argument("--split", help="preprocess/<dataset>/split.csv (which images are the small test subset)")
+    p.add_argument("--test-star", help="output STAR of the small-test predictions (network vs alignment on unseen set-1 images)")
+    p.add_argument("--test-amplitudes", help="output table of the small-test amplitude predictions")
+
+
+def predict_star(models, particles, optics, star_path, batch_size: int, device, out_star, out_amplitudes) -> float:
+    """Predict every particle of a STAR file; write the STAR with predicted poses and the amplitude table."""
+    import pandas as pd
+
+    from cryopipe.errors import CryopipeError
+    from cryopipe.io.atomic import atomic_path
+    from cryopipe.io.star import split_image_name, write_star
+    from cryopipe.nn.data import ParticleDataset
+    from cryopipe.nn.infer import load_model, predict
+
+    pred, rate = predict(models, ParticleDataset(particles.reset_index(drop=True), star_path), batch_size, device)
+    missing = [k for k in ("amplitudes", "orientation", "shifts") if k not in pred]
+    if missing:
+        raise CryopipeError(f"the models given predict no {missing[0]}; give a checkpoint for each kind")
+    modes = load_model(models[0])[2]["modes"]
+    out = particles.copy()
+    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = pred["euler"].T
+    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = pred["shifts"].T
+    table = pd.DataFrame(pred["amplitudes"], columns=modes)
+    table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
+    write_star(out_star, out, optics)
+    with atomic_path(out_amplitudes) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    return rate
 
 
 def main(args) -> None:
@@ -24,26 +54,26 @@ def main(args) -> None:
 
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
-    from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import read_star, split_image_name, write_star
-    from cryopipe.nn.data import ParticleDataset
-    from cryopipe.nn.infer import predict
+    from cryopipe.io.star import read_star, split_image_name
 
     prm = resolve_params(args, params_from_config)
+    device = pick_device(prm["device"])
+    test_args = [args.test_from, args.split, args.test_star, args.test_amplitudes]
+    if any(test_args) and not all(test_args):
+        raise CryopipeError("--test-from, --split, --test-star and --test-amplitudes go together")
     particles, optics = read_star(args.star)
-    pred, rate = predict(args.models, ParticleDataset(particles, args.star), prm["batch_size"], pick_device(prm["device"]))
-    missing = [k for k in ("amplitudes", "orientation", "shifts") if k not in pred]
-    if missing:
-        raise CryopipeError(f"the models given predict no {missing[0]}; give a checkpoint for each kind")
-    from cryopipe.nn.infer import load_model
-
-    modes = load_model(args.models[0])[2]["modes"]
-    out = particles.copy()
-    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = pred["euler"].T
-    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = pred["shifts"].T
-    table = pd.DataFrame(pred["amplitudes"], columns=modes)
-    table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
-    write_star(args.out_star, out, optics)
-    with atomic_path(args.amplitudes) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
-    print(f"infer: {len(out)} images at {rate:.1f} images/s")
+    rate = predict_star(args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.amplitudes)
+    print(f"infer: {len(particles)} images of set 2 at {rate:.1f} images/s")
+    if args.test_from:
+        allp, all_optics = read_star(args.test_from)
+        split = pd.read_csv(args.split)
+        if "subset" not in split.columns:
+            raise CryopipeError(f"{args.split}: column 'subset' missing")
+        test_ids = set(split.loc[split["subset"] == "test", "particle"])
+        ids = [split_image_name(n)[0] for n in allp["rlnImageName"]]
+        test = allp[[i in test_ids for i in ids]]
+        if len(test) == 0:
+            raise CryopipeError(f"{args.split}: no image in the small test subset (preprocess.test_fraction)")
+        rate = predict_star(args.models, test, all_optics, args.test_from, prm["batch_size"], device, args.test_star,
+                            args.test_amplitudes)
+        print(f"infer: {len(test)} images of the small test subset of set 1 at {rate:.1f} images/s")

@@ -54,7 +54,19 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise CryopipeError(f"{source}: unknown config key '{key}'")
         raise CryopipeError(f"{source}: config key '{where or '(top level)'}': {e.message}")
     _fill_defaults(cfg, sch)
+    _check_consistency(cfg, source)
     return cfg
+
+
+def _check_consistency(cfg: dict, source: str) -> None:
+    """Rules between keys that a JSON schema cannot say simply."""
+    cl = cfg["analysis"]["cluster"]
+    if cl["method"] == "polygons" and not cl["polygons"]:
+        raise CryopipeError(f"{source}: config key 'analysis.cluster.polygons': method 'polygons' needs at least one polygon")
+    if cl["space"] == "umap" and not cfg["analysis"]["umap"] and cl["method"] in ("kmeans", "gmm", "polygons"):
+        raise CryopipeError(f"{source}: config key 'analysis.cluster.space': 'umap' needs analysis.umap: true")
+    if cl["bins"] is not None and sorted(cl["bins"]) != list(cl["bins"]):
+        raise CryopipeError(f"{source}: config key 'analysis.cluster.bins': edges must increase")
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -24,6 +24,13 @@ def amplitude_columns(mode_numbers) -> list[str]:
     return [f"mode{n}" for n in mode_numbers]
 
 
+def mode_columns(columns) -> list[str]:
+    """The amplitude columns ('mode7', ...) of a table, in order; not 'mode7_true' or other derived ones."""
+    import re
+
+    return [c for c in columns if re.fullmatch(r"mode\d+", str(c))]
+
+
 def draw_amplitudes(rng: np.random.Generator, n: int, n_modes: int, spec: dict, target_amplitudes=None):
     """Amplitudes (n, n_modes) plus labels: (amplitudes, t or state per particle)."""
     kind = spec["distribution"]

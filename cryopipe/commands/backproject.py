@@ -1,0 +1,57 @@
+"""Backproject: two half maps and the full map of a group from its STAR subset (original-size images)."""
+
+from __future__ import annotations
+
+from cryopipe.commands import add_params_arg, resolve_params
+
+OUTPUTS = ["half1", "half2", "map"]
+
+
+def params_from_config(cfg: dict) -> dict:
+    return {**cfg["analysis"]["backproject"], "device": cfg["device"]}
+
+
+def add_args(p) -> None:
+    add_params_arg(p)
+    p.add_argument("--star", required=True, help="particles with poses, CTF and original images (a group STAR)")
+    p.add_argument("--half1", required=True, help="output half map 1 (.mrc)")
+    p.add_argument("--half2", required=True, help="output half map 2 (.mrc)")
+    p.add_argument("--map", required=True, help="output full map (.mrc)")
+
+
+def main(args) -> None:
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from cryopipe.analysis.reconstruct import reconstruct_halves
+    from cryopipe.device import pick_device
+    from cryopipe.errors import CryopipeError
+    from cryopipe.io.mrc import write_mrc
+    from cryopipe.io.star import read_star
+
+    prm = resolve_params(args, params_from_config)
+    particles, optics = read_star(args.star)
+    if len(optics) > 1:
+        raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
+    opt = optics.iloc[0].to_dict()
+    missing = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
+               if c not in particles.columns]
+    if missing:
+        raise CryopipeError(f"{args.star}: column '{missing[0]}' missing (poses are needed to backproject)")
+    L, apix = int(opt["rlnImageSize"]), float(opt["rlnImagePixelSize"])
+    if len(particles) < prm["min_images"]:
+        # Too few images for a map (e.g. an empty polygon): write zeros so the group stays visible downstream.
+        for path in (args.half1, args.half2, args.map):
+            write_mrc(path, np.zeros((L, L, L), np.float32), apix)
+        print(f"backproject: {len(particles)} images < analysis.backproject.min_images ({prm['min_images']}); empty maps")
+        return
+    t0 = time.perf_counter()
+    with tqdm(total=len(particles), desc="backproject", mininterval=2) as bar:
+        out = reconstruct_halves(particles, opt, args.star, pad=prm["pad"], wiener=prm["wiener"],
+                                 batch_size=prm["batch_size"], device=pick_device(prm["device"]), progress=bar)
+    for key, path in (("half1", args.half1), ("half2", args.half2), ("full", args.map)):
+        write_mrc(path, out[key].numpy().astype(np.float32), apix)
+    dt = time.perf_counter() - t0
+    print(f"backproject: {len(particles)} images {L} px ({apix:.3g} Å/px) in {dt:.1f} s ({len(particles) / dt:.1f} images/s)")

@@ -1,0 +1,130 @@
+"""Tables: the benchmark tables of a finished run (DeepHEMNMA Tables 1–4 and Fig. 7 analogues), CSV + Markdown.
+
+Reads the workflow's results folder for every dataset: parameter errors (alignment vs truth,
+network vs truth, network vs alignment on the small test subset of set 1 and on set 2), per-group
+image counts and resolutions, and a summary across the SNR × defocus grid with a figure.
+"""
+
+from __future__ import annotations
+
+from cryopipe.commands import add_params_arg, resolve_params
+
+OUTPUTS = ["parameters", "groups", "summary", "plot"]
+
+
+def params_from_config(cfg: dict) -> dict:
+    from cryopipe.commands.simulate import dataset_name
+
+    if cfg["data"]["source"] == "import":
+        grid = {cfg["data"]["import"]["name"]: {"snr": None, "defocus": None}}
+    else:
+        g = cfg["simulate"]["grid"]
+        grid = {dataset_name(s, d): {"snr": s, "defocus": d} for s in g["snr"] for d in g["defocus"]}
+    return {"datasets": grid, "results": cfg["results"]}
+
+
+def add_args(p) -> None:
+    add_params_arg(p)
+    p.add_argument("--parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
+    p.add_argument("--groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
+    p.add_argument("--summary", required=True, help="output summary across the grid (.csv; .md beside)")
+    p.add_argument("--plot", required=True, help="output summary figure (.png)")
+
+
+def dataset_errors(root, ds: str) -> tuple[list[dict], dict]:
+    """Rows of parameter-error summaries for one dataset, and {name: per-image errors} for ratios."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cryopipe.analysis.errors import errors, parameters, summarise
+    from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.io.structure import Atoms
+    from cryopipe.structure.conformations import mode_columns
+    from cryopipe.structure.modes import Modes
+
+    R = Path(root)
+
+    def indexed(star, amps, kept_only=False):
+        particles, optics = read_star(star)
+        particles.index = [split_image_name(n)[0] for n in particles["rlnImageName"]]
+        a = pd.read_csv(amps).set_index("particle")
+        if kept_only and "kept" in a.columns:
+            a = a[a["kept"].astype(bool)]
+        names = mode_columns(a.columns)
+        table = particles.join(a[names], how="inner")
+        return table, names, float(optics["rlnImagePixelSize"].iloc[0])
+
+    align, names, apix = indexed(R / "align" / ds / "particles.star", R / "align" / ds / "amplitudes.csv", kept_only=True)
+    net2, _, _ = indexed(R / "infer" / ds / "particles.star", R / "infer" / ds / "amplitudes.csv")
+    test, _, _ = indexed(R / "infer" / ds / "test.star", R / "infer" / ds / "test_amplitudes.csv")
+    test = test.loc[test.index.intersection(align.index)]
+    truth_path = R / "simulate" / ds / "truth.csv"
+    truth = pd.read_csv(truth_path).set_index("particle") if truth_path.exists() else None
+    atoms = Atoms.load(R / "reference" / "atoms.npz")
+    modes = Modes.load(R / "modes" / "modes.npz").select([int(n[4:]) for n in names])
+
+    def compare(a, b, idx):
+        return errors(parameters(a, names, idx), parameters(b, names, idx), names, atoms.coords, modes, apix)
+
+    runs = {}
+    if truth is not None:
+        runs[("alignment vs truth", "set 1 (kept)")] = compare(align, truth, align.index)
+        runs[("alignment vs truth", "small test")] = compare(align, truth, test.index)
+        runs[("network vs truth", "small test")] = compare(test, truth, test.index)
+    runs[("network vs alignment", "small test")] = compare(test, align, test.index)
+    if truth is not None:
+        runs[("network vs truth", "set 2")] = compare(net2, truth, net2.index)
+    rows = [{"dataset": ds, "comparison": c, "images of": s, **summarise(e)} for (c, s), e in runs.items()]
+    return rows, runs
+
+
+def main(args) -> None:
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from cryopipe.analysis.errors import to_markdown
+    from cryopipe.errors import CryopipeError
+    from cryopipe.io.atomic import atomic_path
+    from cryopipe.plots import save_benchmark_summary
+
+    prm = resolve_params(args, params_from_config)
+    root = Path(prm["results"])
+    param_rows, group_tables, summary = [], [], []
+    for ds, grid in prm["datasets"].items():
+        res_path = root / "analysis" / ds / "resolutions.csv"
+        if not res_path.exists():
+            raise CryopipeError(f"{res_path}: not found; run the workflow up to `evaluate` first")
+        rows, runs = dataset_errors(root, ds)
+        param_rows += rows
+        groups = pd.read_csv(res_path)
+        groups.insert(0, "dataset", ds)
+        group_tables.append(groups)
+        s = {"dataset": ds, "SNR": grid["snr"], "defocus (µm)": "–".join(map(str, grid["defocus"])) if grid["defocus"] else ""}
+        for (comp, subset), key in ((("alignment vs truth", "set 1 (kept)"), "alignment"), (("network vs truth", "set 2"), "network"),
+                                    (("network vs alignment", "small test"), "network vs alignment")):
+            if (comp, subset) in runs:
+                e = runs[(comp, subset)]
+                s[f"{key}: angle (°)"] = float(np.mean(e["angle (°)"]))
+                s[f"{key}: shift (px)"] = float(np.mean(e["shift (px)"]))
+                s[f"{key}: amplitudes RMSD (Å)"] = float(np.mean(e["RMSD amplitudes (Å)"]))
+        if "network: angle (°)" in s and "alignment: angle (°)" in s:
+            for m in ("angle (°)", "shift (px)", "amplitudes RMSD (Å)"):
+                s[f"ratio network/alignment: {m}"] = s[f"network: {m}"] / max(s[f"alignment: {m}"], 1e-9)
+        s["groups"] = len(groups)
+        s["best half-map resolution (Å)"] = float(groups["resolution half-maps @0.143 (Å)"].min())
+        if "resolution vs truth @0.5 (Å)" in groups.columns:
+            s["best resolution vs truth @0.5 (Å)"] = float(groups["resolution vs truth @0.5 (Å)"].min())
+        summary.append(s)
+    tables = {args.parameters: pd.DataFrame(param_rows), args.groups: pd.concat(group_tables, ignore_index=True),
+              args.summary: pd.DataFrame(summary)}
+    for path, df in tables.items():
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.4f")
+        with atomic_path(Path(path).with_suffix(".md")) as tmp:
+            tmp.write_text(to_markdown(df))
+    save_benchmark_summary(args.plot, tables[args.summary])
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(tables[args.summary].to_string(index=False))

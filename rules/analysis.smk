@@ -1,0 +1,181 @@
+# DeepHEMNMA stage 3: conformational space (PCA/UMAP), groups, per-group half maps, FSC,
+# trajectories along the principal axes, and the benchmark tables across the grid.
+from cryopipe.analysis.groups import n_groups
+
+GROUPS = list(range(n_groups(config["analysis"]["cluster"])))
+TRAJECTORY_PCS = config["analysis"]["trajectory"]["components"]
+
+
+wildcard_constraints:
+    group=r"\d+",
+
+
+def pooled_alignment(wildcards):
+    """Set-1 alignment estimates join the space when analysis.pool_alignment is on."""
+    if not config["analysis"]["pool_alignment"]:
+        return {}
+    return {"align_star": res(f"align/{wildcards.dataset}/particles.star"),
+            "align_amplitudes": res(f"align/{wildcards.dataset}/amplitudes.csv")}
+
+
+rule reduce:
+    input:
+        unpack(pooled_alignment),
+        star=rules.infer.output.star,
+        amplitudes=rules.infer.output.amplitudes,
+        truth=truth_table,
+    output:
+        space=res("analysis/{dataset}/space.csv"),
+        pca=res("analysis/{dataset}/pca.json"),
+        plot=report(res("analysis/{dataset}/space.png"), caption="../report/space.rst", category="Conformational space",
+                    subcategory="{dataset}"),
+    params:
+        cfg=stage_params("reduce"),
+        extra=lambda wc, input: " ".join(f"--{k.replace('_', '-')} {input[k]}" for k in ("align_star", "align_amplitudes", "truth")
+                                         if k in input.keys() and input[k]),
+    log:
+        res("logs/reduce/{dataset}.log"),
+    benchmark:
+        res("benchmarks/reduce/{dataset}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "NUMBA_NUM_THREADS={threads} python -m cryopipe reduce --params {params.cfg:q} --infer-star {input.star}"
+        " --infer-amplitudes {input.amplitudes} {params.extra} --out {output.space} --pca {output.pca}"
+        " --plot {output.plot} > {log} 2>&1"
+
+
+rule cluster:
+    input:
+        space=rules.reduce.output.space,
+        raw=raw_star,
+    output:
+        table=res("analysis/{dataset}/groups.csv"),
+        stars=expand(res("analysis/{{dataset}}/groups/group{group}.star"), group=GROUPS),
+        plot=report(res("analysis/{dataset}/groups.png"), caption="../report/groups.rst", category="Conformational space",
+                    subcategory="{dataset}"),
+    params:
+        cfg=stage_params("cluster"),
+    log:
+        res("logs/cluster/{dataset}.log"),
+    benchmark:
+        res("benchmarks/cluster/{dataset}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
+        " --raw-star {input.raw} --out {output.table} --groups {output.stars} --plot {output.plot} > {log} 2>&1"
+
+
+rule backproject:
+    input:
+        star=res("analysis/{dataset}/groups/group{group}.star"),
+    output:
+        half1=res("analysis/{dataset}/maps/group{group}_half1.mrc"),
+        half2=res("analysis/{dataset}/maps/group{group}_half2.mrc"),
+        map=res("analysis/{dataset}/maps/group{group}.mrc"),
+    params:
+        cfg=stage_params("backproject"),
+    log:
+        res("logs/backproject/{dataset}/group{group}.log"),
+    benchmark:
+        res("benchmarks/backproject/{dataset}/group{group}.tsv")
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    shell:
+        TORCH_ENV + " python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"
+        " --half2 {output.half2} --map {output.map} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        table=rules.cluster.output.table,
+        half1=expand(res("analysis/{{dataset}}/maps/group{group}_half1.mrc"), group=GROUPS),
+        half2=expand(res("analysis/{{dataset}}/maps/group{group}_half2.mrc"), group=GROUPS),
+        maps=expand(res("analysis/{{dataset}}/maps/group{group}.mrc"), group=GROUPS),
+        atoms=rules.reference.output.atoms,
+        modes=rules.modes.output.modes,
+        truth=truth_table,
+    output:
+        fsc=res("analysis/{dataset}/fsc.csv"),
+        resolutions=report(res("analysis/{dataset}/resolutions.csv"), caption="../report/resolutions.rst",
+                           category="Maps", subcategory="{dataset}"),
+        plot=report(res("analysis/{dataset}/fsc.png"), caption="../report/fsc.rst", category="Maps", subcategory="{dataset}"),
+    params:
+        cfg=stage_params("evaluate"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    log:
+        res("logs/evaluate/{dataset}.log"),
+    benchmark:
+        res("benchmarks/evaluate/{dataset}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        TORCH_ENV + " python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
+        " --half1 {input.half1} --half2 {input.half2} --maps {input.maps} --atoms {input.atoms} --modes {input.modes}"
+        " {params.truth} --fsc {output.fsc} --resolutions {output.resolutions} --plot {output.plot} > {log} 2>&1"
+
+
+rule trajectory:
+    input:
+        pca=rules.reduce.output.pca,
+        pdb=rules.reference.output.pdb,
+        modes=rules.modes.output.modes,
+    output:
+        pdbs=expand(res("analysis/{{dataset}}/trajectory_pc{pc}.pdb"), pc=TRAJECTORY_PCS),
+    params:
+        cfg=stage_params("trajectory"),
+    log:
+        res("logs/trajectory/{dataset}.log"),
+    benchmark:
+        res("benchmarks/trajectory/{dataset}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m cryopipe trajectory --params {params.cfg:q} --pca {input.pca} --reference-pdb {input.pdb}"
+        " --modes {input.modes} --out {output.pdbs} > {log} 2>&1"
+
+
+def benchmark_inputs(wildcards):
+    files = [res("reference/atoms.npz"), res("modes/modes.npz")]
+    for ds in datasets():
+        files += [res(f"analysis/{ds}/resolutions.csv"), res(f"align/{ds}/particles.star"), res(f"align/{ds}/amplitudes.csv"),
+                  res(f"infer/{ds}/particles.star"), res(f"infer/{ds}/amplitudes.csv"), res(f"infer/{ds}/test.star"),
+                  res(f"infer/{ds}/test_amplitudes.csv")]
+        if config["data"]["source"] != "import":
+            files.append(res(f"simulate/{ds}/truth.csv"))
+    return files
+
+
+rule benchmark_tables:
+    input:
+        benchmark_inputs,
+    output:
+        parameters=report(res("benchmark/parameters.csv"), caption="../report/benchmark.rst", category="Benchmark"),
+        groups=report(res("benchmark/groups.csv"), caption="../report/benchmark.rst", category="Benchmark"),
+        summary=report(res("benchmark/summary.csv"), caption="../report/benchmark.rst", category="Benchmark"),
+        markdown=multiext(res("benchmark/"), "parameters.md", "groups.md", "summary.md"),
+        plot=report(res("benchmark/summary.png"), caption="../report/benchmark.rst", category="Benchmark"),
+    params:
+        cfg=stage_params("tables"),
+    log:
+        res("logs/benchmark_tables.log"),
+    benchmark:
+        res("benchmarks/benchmark_tables.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
+        " --groups {output.groups} --summary {output.summary} --plot {output.plot} > {log} 2>&1"

@@ -10,6 +10,13 @@ wildcard_constraints:
     group=r"\d+",
 
 
+def backproject_mem_mb(wildcards):
+    """Two half-map accumulators + their sum + FFT work space on the (pad × box)³ grid (~130 bytes/voxel)."""
+    box = config["simulate"]["box"] if config["data"]["source"] == "simulate" else 256
+    n = box * config["analysis"]["backproject"]["pad"]
+    return max(2000, int(n**3 * 130 / 1e6) + 1000)
+
+
 def pooled_alignment(wildcards):
     """Set-1 alignment estimates join the space when analysis.pool_alignment is on."""
     if not config["analysis"]["pool_alignment"]:
@@ -86,7 +93,7 @@ rule backproject:
         res("benchmarks/backproject/{dataset}/group{group}.tsv")
     threads: 2
     resources:
-        mem_mb=6000,
+        mem_mb=backproject_mem_mb,
         runtime=60,
     shell:
         TORCH_ENV + " python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"

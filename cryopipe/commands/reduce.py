@@ -63,7 +63,6 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
 def main(args) -> None:
     import json
 
-    import numpy as np
     import pandas as pd
 
     from cryopipe.analysis.space import fit_pca, fit_umap

@@ -25,6 +25,8 @@ rule align:
         res("logs/align/{dataset}.log"),
     benchmark:
         res("benchmarks/align/{dataset}.tsv")
+    conda:
+        "../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=8000,

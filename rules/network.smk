@@ -29,6 +29,8 @@ rule train:
         res("logs/train/{dataset}/{kind}.log"),
     benchmark:
         res("benchmarks/train/{dataset}/{kind}.tsv")
+    conda:
+        "../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -58,6 +60,8 @@ rule infer:
         res("logs/infer/{dataset}.log"),
     benchmark:
         res("benchmarks/infer/{dataset}.tsv")
+    conda:
+        "../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=8000,

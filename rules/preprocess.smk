@@ -15,6 +15,8 @@ rule preprocess:
         res("logs/preprocess/{dataset}.log"),
     benchmark:
         res("benchmarks/preprocess/{dataset}.tsv")
+    conda:
+        "../envs/imaging.yaml"
     threads: 2
     resources:
         mem_mb=4000,

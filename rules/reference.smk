@@ -9,6 +9,8 @@ rule reference:
         res("logs/reference.log"),
     benchmark:
         res("benchmarks/reference.tsv")
+    conda:
+        "../envs/structure.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -30,6 +32,8 @@ rule modes:
         res("logs/modes.log"),
     benchmark:
         res("benchmarks/modes.tsv")
+    conda:
+        "../envs/structure.yaml"
     threads: 1
     resources:
         mem_mb=4000,

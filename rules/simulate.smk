@@ -11,6 +11,8 @@ rule conformations:
         res("logs/conformations.log"),
     benchmark:
         res("benchmarks/conformations.tsv")
+    conda:
+        "../envs/structure.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -39,6 +41,8 @@ rule simulate:
         res("logs/simulate/{dataset}.log"),
     benchmark:
         res("benchmarks/simulate/{dataset}.tsv")
+    conda:
+        "../envs/imaging.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -60,6 +64,8 @@ rule import_particles:
         res("logs/import/{dataset}.log"),
     benchmark:
         res("benchmarks/import/{dataset}.tsv")
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,

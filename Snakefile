@@ -13,6 +13,13 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.+-]+",
+    group=r"\d+",
+
+
 include: "rules/reference.smk"
 include: "rules/simulate.smk"
 include: "rules/preprocess.smk"

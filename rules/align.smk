@@ -1,10 +1,3 @@
-def truth_table(wildcards):
-    """Ground truth of a simulated dataset (scores the alignment); none for imported data."""
-    if config["data"]["source"] == "import":
-        return []
-    return res(f"simulate/{wildcards.dataset}/truth.csv")
-
-
 rule align:
     input:
         star=res("preprocess/{dataset}/set1.star"),
@@ -33,6 +26,6 @@ rule align:
         runtime=240,
         gpu=1,
     shell:
-        TORCH_ENV + " python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
+        "python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
         " --modes {input.modes} {params.truth} --out-star {output.star} --amplitudes {output.amplitudes}"
         " --kept {output.kept} --plot {output.plot} > {log} 2>&1"

@@ -1,28 +1,5 @@
 # DeepHEMNMA stage 3: conformational space (PCA/UMAP), groups, per-group half maps, FSC,
 # trajectories along the principal axes, and the benchmark tables across the grid.
-from cryopipe.analysis.groups import n_groups
-
-GROUPS = list(range(n_groups(config["analysis"]["cluster"])))
-TRAJECTORY_PCS = config["analysis"]["trajectory"]["components"]
-
-
-wildcard_constraints:
-    group=r"\d+",
-
-
-def backproject_mem_mb(wildcards):
-    """Two half-map accumulators + their sum + FFT work space on the (pad × box)³ grid (~130 bytes/voxel)."""
-    box = config["simulate"]["box"] if config["data"]["source"] == "simulate" else 256
-    n = box * config["analysis"]["backproject"]["pad"]
-    return max(2000, int(n**3 * 130 / 1e6) + 1000)
-
-
-def pooled_alignment(wildcards):
-    """Set-1 alignment estimates join the space when analysis.pool_alignment is on."""
-    if not config["analysis"]["pool_alignment"]:
-        return {}
-    return {"align_star": res(f"align/{wildcards.dataset}/particles.star"),
-            "align_amplitudes": res(f"align/{wildcards.dataset}/amplitudes.csv")}
 
 
 rule reduce:
@@ -40,6 +17,8 @@ rule reduce:
         cfg=stage_params("reduce"),
         extra=lambda wc, input: " ".join(f"--{k.replace('_', '-')} {input[k]}" for k in ("align_star", "align_amplitudes", "truth")
                                          if k in input.keys() and input[k]),
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/reduce/{dataset}.log"),
     benchmark:
@@ -65,6 +44,8 @@ rule cluster:
                     subcategory="{dataset}"),
     params:
         cfg=stage_params("cluster"),
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/cluster/{dataset}.log"),
     benchmark:
@@ -74,7 +55,7 @@ rule cluster:
         mem_mb=2000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS={threads} python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
+        "python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
         " --raw-star {input.raw} --out {output.table} --groups {output.stars} --plot {output.plot} > {log} 2>&1"
 
 
@@ -87,6 +68,8 @@ rule backproject:
         map=res("analysis/{dataset}/maps/group{group}.mrc"),
     params:
         cfg=stage_params("backproject"),
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/backproject/{dataset}/group{group}.log"),
     benchmark:
@@ -96,7 +79,7 @@ rule backproject:
         mem_mb=backproject_mem_mb,
         runtime=60,
     shell:
-        TORCH_ENV + " python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"
+        "python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"
         " --half2 {output.half2} --map {output.map} > {log} 2>&1"
 
 
@@ -117,6 +100,8 @@ rule evaluate:
     params:
         cfg=stage_params("evaluate"),
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/evaluate/{dataset}.log"),
     benchmark:
@@ -126,7 +111,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     shell:
-        TORCH_ENV + " python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
+        "python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
         " --half1 {input.half1} --half2 {input.half2} --maps {input.maps} --atoms {input.atoms} --modes {input.modes}"
         " {params.truth} --fsc {output.fsc} --resolutions {output.resolutions} --plot {output.plot} > {log} 2>&1"
 
@@ -140,6 +125,8 @@ rule trajectory:
         pdbs=expand(res("analysis/{{dataset}}/trajectory_pc{pc}.pdb"), pc=TRAJECTORY_PCS),
     params:
         cfg=stage_params("trajectory"),
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/trajectory/{dataset}.log"),
     benchmark:
@@ -153,17 +140,6 @@ rule trajectory:
         " --modes {input.modes} --out {output.pdbs} > {log} 2>&1"
 
 
-def benchmark_inputs(wildcards):
-    files = [res("reference/atoms.npz"), res("modes/modes.npz")]
-    for ds in datasets():
-        files += [res(f"analysis/{ds}/resolutions.csv"), res(f"align/{ds}/particles.star"), res(f"align/{ds}/amplitudes.csv"),
-                  res(f"infer/{ds}/particles.star"), res(f"infer/{ds}/amplitudes.csv"), res(f"infer/{ds}/test.star"),
-                  res(f"infer/{ds}/test_amplitudes.csv")]
-        if config["data"]["source"] != "import":
-            files.append(res(f"simulate/{ds}/truth.csv"))
-    return files
-
-
 rule benchmark_tables:
     input:
         benchmark_inputs,
@@ -175,6 +151,8 @@ rule benchmark_tables:
         plot=report(res("benchmark/summary.png"), caption="../report/benchmark.rst", category="Benchmark"),
     params:
         cfg=stage_params("tables"),
+    conda:
+        "../envs/analysis.yaml"
     log:
         res("logs/benchmark_tables.log"),
     benchmark:
@@ -184,5 +162,5 @@ rule benchmark_tables:
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS={threads} python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
+        "python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
         " --groups {output.groups} --summary {output.summary} --plot {output.plot} > {log} 2>&1"

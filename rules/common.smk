@@ -1,11 +1,13 @@
-# Helpers shared by all rule files: schema validation of the config (defaults filled in),
-# output paths, the grid of datasets, and the per-stage params that decide re-runs.
+# Helpers shared by all rule files (schema validation of the config with defaults filled in,
+# output paths, the grid of datasets, the per-stage params that decide re-runs, input functions).
 import importlib
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 
 import cryopipe
+from cryopipe.analysis.groups import n_groups
 from cryopipe.config import validate_config
 from cryopipe.errors import CryopipeError
 
@@ -18,9 +20,8 @@ config.update(_validated)
 
 RESULTS = config["results"]
 
-
-wildcard_constraints:
-    dataset=r"[A-Za-z0-9_.+-]+",
+# The conda env files (envs/*.yaml) pip-install cryopipe from ${CRYOPIPE_SRC}: this checkout by default.
+os.environ.setdefault("CRYOPIPE_SRC", workflow.basedir)
 
 
 def res(path):
@@ -66,5 +67,48 @@ def all_targets():
     return targets
 
 
-# Threads for torch in each job: Snakemake's `threads` become OMP/MKL threads.
-TORCH_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
+def truth_table(wildcards):
+    """Ground truth of a simulated dataset (scores the alignment); none for imported data."""
+    if config["data"]["source"] == "import":
+        return []
+    return res(f"simulate/{wildcards.dataset}/truth.csv")
+
+
+def train_kinds():
+    """One network per parameter type (DeepHEMNMA), or one combined network."""
+    return ["combined"] if config["train"]["models"] == "combined" else ["amplitudes", "orientation", "shifts"]
+
+
+# More than one GPU per training job: DistributedDataParallel, one process per GPU, via torchrun.
+TRAIN_GPUS = config["train"]["gpus"]
+TRAIN_LAUNCH = "python -m" if TRAIN_GPUS == 1 else f"torchrun --standalone --nproc_per_node {TRAIN_GPUS} -m"
+
+
+GROUPS = list(range(n_groups(config["analysis"]["cluster"])))
+TRAJECTORY_PCS = config["analysis"]["trajectory"]["components"]
+
+
+def backproject_mem_mb(wildcards):
+    """Two half-map accumulators + their sum + FFT work space on the (pad × box)³ grid (~130 bytes/voxel)."""
+    box = config["simulate"]["box"] if config["data"]["source"] == "simulate" else 256
+    n = box * config["analysis"]["backproject"]["pad"]
+    return max(2000, int(n**3 * 130 / 1e6) + 1000)
+
+
+def pooled_alignment(wildcards):
+    """Set-1 alignment estimates join the space when analysis.pool_alignment is on."""
+    if not config["analysis"]["pool_alignment"]:
+        return {}
+    return {"align_star": res(f"align/{wildcards.dataset}/particles.star"),
+            "align_amplitudes": res(f"align/{wildcards.dataset}/amplitudes.csv")}
+
+
+def benchmark_inputs(wildcards):
+    files = [res("reference/atoms.npz"), res("modes/modes.npz")]
+    for ds in datasets():
+        files += [res(f"analysis/{ds}/resolutions.csv"), res(f"align/{ds}/particles.star"), res(f"align/{ds}/amplitudes.csv"),
+                  res(f"infer/{ds}/particles.star"), res(f"infer/{ds}/amplitudes.csv"), res(f"infer/{ds}/test.star"),
+                  res(f"infer/{ds}/test_amplitudes.csv")]
+        if config["data"]["source"] != "import":
+            files.append(res(f"simulate/{ds}/truth.csv"))
+    return files

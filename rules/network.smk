@@ -1,13 +1,3 @@
-def train_kinds():
-    """One network per parameter type (DeepHEMNMA), or one combined network."""
-    return ["combined"] if config["train"]["models"] == "combined" else ["amplitudes", "orientation", "shifts"]
-
-
-# More than one GPU per training job: DistributedDataParallel, one process per GPU, via torchrun.
-TRAIN_GPUS = config["train"]["gpus"]
-TRAIN_LAUNCH = "python -m" if TRAIN_GPUS == 1 else f"torchrun --standalone --nproc_per_node {TRAIN_GPUS} -m"
-
-
 rule train:
     input:
         star=rules.align.output.star,
@@ -24,6 +14,7 @@ rule train:
         kind="amplitudes|orientation|shifts|combined",
     params:
         cfg=stage_params("train"),
+        launch=TRAIN_LAUNCH,
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     log:
         res("logs/train/{dataset}/{kind}.log"),
@@ -37,7 +28,7 @@ rule train:
         runtime=720,
         gpu=TRAIN_GPUS,
     shell:
-        TORCH_ENV + " " + TRAIN_LAUNCH + " cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
+        "{params.launch} cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
         " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --model {output.model}"
         " --history {output.history} --curve {output.curve} > {log} 2>&1"
 
@@ -68,6 +59,6 @@ rule infer:
         runtime=120,
         gpu=1,
     shell:
-        TORCH_ENV + " python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
+        "python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
         " --out-star {output.star} --amplitudes {output.amplitudes} --test-from {input.all_star} --split {input.split}"
         " --test-star {output.test_star} --test-amplitudes {output.test_amplitudes} > {log} 2>&1"

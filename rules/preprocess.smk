@@ -22,6 +22,6 @@ rule preprocess:
         mem_mb=4000,
         runtime=60,
     shell:
-        TORCH_ENV + " python -m cryopipe preprocess --params {params.cfg:q} --star {input.star}"
+        "python -m cryopipe preprocess --params {params.cfg:q} --star {input.star}"
         " --out-star {output.star} --out-mrcs {output.mrcs} --split {output.split} --set1 {output.set1}"
         " --set2 {output.set2} --preview {output.preview} > {log} 2>&1"

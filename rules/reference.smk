@@ -16,7 +16,7 @@ rule reference:
         mem_mb=2000,
         runtime=10,
     shell:
-        TORCH_ENV + " python -m cryopipe reference --params {params.cfg:q}"
+        "python -m cryopipe reference --params {params.cfg:q}"
         " --atoms {output.atoms} --pdb-out {output.pdb} --map {output.map} > {log} 2>&1"
 
 
@@ -39,5 +39,5 @@ rule modes:
         mem_mb=4000,
         runtime=20,
     shell:
-        TORCH_ENV + " python -m cryopipe modes --params {params.cfg:q}"
+        "python -m cryopipe modes --params {params.cfg:q}"
         " --pdb {input.pdb} --out {output.modes} --nmd {output.nmd} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule conformations:
         mem_mb=2000,
         runtime=10,
     shell:
-        TORCH_ENV + " python -m cryopipe conformations --params {params.cfg:q} --modes {input.modes}"
+        "python -m cryopipe conformations --params {params.cfg:q} --modes {input.modes}"
         " --atoms {input.atoms} --out {output.table} --plot {output.plot} > {log} 2>&1"
 
 
@@ -48,7 +48,7 @@ rule simulate:
         mem_mb=4000,
         runtime=60,
     shell:
-        TORCH_ENV + " python -m cryopipe simulate --params {params.cfg:q} --dataset {wildcards.dataset}"
+        "python -m cryopipe simulate --params {params.cfg:q} --dataset {wildcards.dataset}"
         " --atoms {input.atoms} --modes {input.modes} --conformations {input.conformations}"
         " --star {output.star} --mrcs {output.mrcs} --truth {output.truth} --preview {output.preview} > {log} 2>&1"
 

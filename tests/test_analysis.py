@@ -267,3 +267,13 @@ def test_params_planned_by_another_version_are_refused(tiny_dataset, tmp_path):
                    tiny_dataset / "ref.pdb", "--modes", tiny_dataset / "modes.npz", "--out", tmp_path / "t.pdb", check=False)
     assert proc.returncode == 2 and "planned with cryopipe 0.0.0-other" in proc.stderr
     assert not (tmp_path / "t.pdb").exists()
+
+
+def test_view_concentration_flags_collapsed_poses():
+    from cryopipe.commands.evaluate import view_concentration
+
+    spread = matrix_to_euler(random_rotations(2000, torch.Generator().manual_seed(11))).numpy()
+    collapsed = np.array([[30.0, 60.0, 0.0]]) + np.random.default_rng(12).normal(0, 5, (300, 3))
+    collapsed[:, 2] = np.random.default_rng(13).uniform(-180, 180, 300)  # in-plane rotation does not change the view
+    assert view_concentration(spread) < 0.1
+    assert view_concentration(collapsed) > 0.95

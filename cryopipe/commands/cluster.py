@@ -79,7 +79,8 @@ def main(args) -> None:
         raise CryopipeError(f"{args.space}: {e}") from None
     for g, path in enumerate(args.groups):
         write_star(path, group_star(raw, table[table["group"] == g]), optics)
-    cols = ["particle", "source", "group", "pc1", "pc2"] + (["umap1", "umap2"] if "umap1" in table.columns else [])
+    cols = (["particle", "source", "group", "pc1", "pc2"] + (["umap1", "umap2"] if "umap1" in table.columns else [])
+            + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"])
     with atomic_path(args.out) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")
     edges = None

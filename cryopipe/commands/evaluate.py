@@ -42,6 +42,24 @@ def centroid_map(truth, particles, atoms, modes, size: int, pixel_size: float, r
     return vol, dict(zip(names, np.round(centroid, 3)))
 
 
+def view_concentration(euler) -> float:
+    """|mean viewing direction|: ≈ 0 for views spread over the sphere, 1 when every image has the same view.
+
+    A half-map FSC only measures agreement between halves: when predicted poses collapse onto few
+    views, both halves converge to the same rotational average and agree to high resolution without
+    being right. A high value here flags that.
+    """
+    import numpy as np
+    import torch
+
+    from cryopipe.geometry import euler_to_matrix
+
+    if len(euler) == 0:
+        return float("nan")
+    A = euler_to_matrix(torch.as_tensor(np.asarray(euler, dtype=np.float64)))
+    return float(A[:, 2, :].mean(0).norm())  # the beam direction in the volume frame is A's third row
+
+
 def main(args) -> None:
     import numpy as np
     import pandas as pd
@@ -73,6 +91,9 @@ def main(args) -> None:
         members = groups.loc[groups["group"] == g, "particle"].to_numpy()
         freq = np.arange(L // 2) / (L * apix)
         row = {"group": g, "images": len(members)}
+        if {"rlnAngleRot", "rlnAngleTilt"} <= set(groups.columns):
+            sel = groups.loc[groups["group"] == g, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
+            row["view concentration"] = view_concentration(sel)
         empty = not np.any(h1) or not np.any(h2)
         fh = np.full(L // 2, np.nan) if empty else fsc(torch.as_tensor(h1) * mask, torch.as_tensor(h2) * mask)[1]
         row["resolution half-maps @0.143 (Å)"] = np.nan if empty else resolution_at(fh, L, apix, 0.143)

@@ -13,6 +13,7 @@ import torch
 
 from cryopipe.analysis.backproject import Backprojector, fsc_regulariser
 from cryopipe.analysis.fsc import fsc, soft_sphere
+from cryopipe.errors import CryopipeError
 from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.io.star import load_images
@@ -35,6 +36,8 @@ def insert_particles(bps: dict, particles: pd.DataFrame, optics: dict, star_path
         rows = np.arange(lo, min(lo + batch_size, len(particles)))
         batch = particles.iloc[rows]
         images = torch.as_tensor(load_images(particles, star_path, rows), dtype=torch.float64)
+        if images.shape[-1] != L:
+            raise CryopipeError(f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}")
         A = euler_to_matrix(torch.tensor(batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(np.float64)))
         origins = torch.tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)) / apix
         ctf = None
@@ -51,7 +54,6 @@ def insert_particles(bps: dict, particles: pd.DataFrame, optics: dict, star_path
                 bp.insert(images[sel], A[sel], origins[sel], None if ctf is None else ctf[sel])
         if progress is not None:
             progress.update(len(rows))
-    assert images.shape[-1] == L
 
 
 def reconstruct_halves(particles: pd.DataFrame, optics: dict, star_path, *, pad: int = 2, wiener: float | None = None,

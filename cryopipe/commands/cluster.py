@@ -51,7 +51,7 @@ def main(args) -> None:
     import numpy as np
     import pandas as pd
 
-    from cryopipe.analysis.groups import assign_groups, n_groups, pc1_bins
+    from cryopipe.analysis.groups import assign_groups, n_groups
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import read_star, write_star
@@ -87,7 +87,6 @@ def main(args) -> None:
     if prm["method"] == "pc1_bins":
         pc1 = table["pc1"].to_numpy()
         edges = prm["bins"] or np.quantile(pc1, np.linspace(0, 1, k + 1))[1:-1]
-        assert (pc1_bins(pc1, k, prm["bins"]) == table["group"].to_numpy()).all()
     counts = [int((table["group"] == g).sum()) for g in range(k)]
     save_groups(args.plot, table, "umap" if prm["space"] == "umap" and prm["method"] != "pc1_bins" else "pca", edges,
                 title=f"{prm['method']}: {k} groups, images {counts}")

@@ -21,12 +21,15 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     args = ap.parse_args()
 
+    from pathlib import Path
+
     import numpy as np
     import pandas as pd
 
     from cryopipe.commands.tables import dataset_errors
 
-    _, runs = dataset_errors(args.results, args.dataset)
+    refined = (Path(args.results) / "refine" / args.dataset / "particles.star").exists()
+    _, runs = dataset_errors(args.results, args.dataset, refined=refined)
     cols = list(next(iter(runs.values())).keys())
     table = pd.DataFrame({f"{subset}: {comp}": {"images": len(e[cols[0]]), **{c: f"{np.mean(e[c]):.2f} ± {np.std(e[c]):.2f}"
                                                                               for c in cols}}
@@ -38,6 +41,10 @@ def main() -> None:
     if net is not None and ali is not None:
         print("\nratio set-2 network error / set-1 alignment error (mean; target ≤ 1.5):")
         print("  " + ", ".join(f"{c}: {np.mean(net[c]) / max(np.mean(ali[c]), 1e-9):.1f}×" for c in cols))
+    ref = runs.get(("network + refinement vs truth", "set 2"))
+    if ref is not None and ali is not None:
+        print("ratio set-2 error after the pose re-fit (refine stage) / set-1 alignment error:")
+        print("  " + ", ".join(f"{c}: {np.mean(ref[c]) / max(np.mean(ali[c]), 1e-9):.1f}×" for c in cols))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ COMMANDS = {
     "align": "cryopipe.commands.align",
     "train": "cryopipe.commands.train",
     "infer": "cryopipe.commands.infer",
+    "refine": "cryopipe.commands.refine",
     "reduce": "cryopipe.commands.reduce",
     "cluster": "cryopipe.commands.cluster",
     "backproject": "cryopipe.commands.backproject",

@@ -77,6 +77,33 @@ def save_estimates_vs_truth(path, est: np.ndarray, true: np.ndarray, names: list
     plt.close(fig)
 
 
+def save_refinement(path, angle_change: np.ndarray, cc: np.ndarray, errors: dict[str, np.ndarray] | None = None,
+                    title: str = "") -> None:
+    """How far refinement moved each pose and how well it fits; with ground truth, the angular errors before and after."""
+    plt = _plt()
+    n = 3 if errors else 2
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), squeeze=False)
+    ax = axes[0, 0]
+    ax.hist(angle_change, bins=36, range=(0, 180))
+    ax.set_title(f"pose change, median {np.median(angle_change):.1f}°", fontsize=9)
+    ax.set_xlabel("angle network → refined (°)")
+    ax = axes[0, 1]
+    ax.hist(cc, bins=40)
+    ax.set_title(f"correlation, mean {np.mean(cc):.3f}", fontsize=9)
+    ax.set_xlabel("cc of the refined fit")
+    if errors:
+        ax = axes[0, 2]
+        for name, e in errors.items():
+            ax.hist(e, bins=36, range=(0, 180), histtype="step", label=f"{name} (median {np.median(e):.1f}°)")
+        ax.set_xlabel("angular error vs truth (°)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _space_axes(table, space: str):
     if space == "pca":
         x = table["pc1"].to_numpy()
@@ -157,17 +184,19 @@ def save_fsc(path, curves: dict, title: str = "") -> None:
 
 
 def save_benchmark_summary(path, summary) -> None:
-    """Per dataset: mean angle / amplitude errors of alignment and network, and the best group resolutions."""
+    """Per dataset: mean angle / amplitude errors of alignment, network (and its re-fit), and the best group resolutions."""
     plt = _plt()
-    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)"]),
-              ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)"]),
+    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)", "refined: angle (°)"]),
+              ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)",
+                                       "refined: amplitudes RMSD (Å)"]),
               ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"])]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     x = np.arange(len(summary))
     for ax, (ylabel, cols) in zip(axes, panels):
         cols = [c for c in cols if c in summary.columns]
         for j, c in enumerate(cols):
-            ax.bar(x + (j - (len(cols) - 1) / 2) * 0.38, summary[c].to_numpy(dtype=float), width=0.36, label=c)
+            width = 0.76 / len(cols)
+            ax.bar(x + (j - (len(cols) - 1) / 2) * width, summary[c].to_numpy(dtype=float), width=width * 0.95, label=c)
         ax.set_xticks(x)
         ax.set_xticklabels(summary["dataset"], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(ylabel)

@@ -5,8 +5,7 @@
 rule reduce:
     input:
         unpack(pooled_alignment),
-        star=rules.infer.output.star,
-        amplitudes=rules.infer.output.amplitudes,
+        unpack(set2_estimates),
         truth=truth_table,
     output:
         space=res("analysis/{dataset}/space.csv"),

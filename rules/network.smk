@@ -62,3 +62,36 @@ rule infer:
         "python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
         " --out-star {output.star} --amplitudes {output.amplitudes} --test-from {input.all_star} --split {input.split}"
         " --test-star {output.test_star} --test-amplitudes {output.test_amplitudes} > {log} 2>&1"
+
+
+rule refine:
+    input:
+        star=rules.infer.output.star,
+        amplitudes=rules.infer.output.amplitudes,
+        mrcs=res("preprocess/{dataset}/particles.mrcs"),
+        atoms=rules.reference.output.atoms,
+        modes=rules.modes.output.modes,
+        truth=truth_table,
+    output:
+        star=res("refine/{dataset}/particles.star"),
+        amplitudes=res("refine/{dataset}/amplitudes.csv"),
+        plot=report(res("refine/{dataset}/refinement.png"), caption="../report/refine.rst", category="Network",
+                    subcategory="{dataset}"),
+    params:
+        cfg=stage_params("refine"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    log:
+        res("logs/refine/{dataset}.log"),
+    benchmark:
+        res("benchmarks/refine/{dataset}.tsv")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    shell:
+        "python -m cryopipe refine --params {params.cfg:q} --star {input.star} --amplitudes {input.amplitudes}"
+        " --atoms {input.atoms} --modes {input.modes} {params.truth} --out-star {output.star}"
+        " --out-amplitudes {output.amplitudes} --plot {output.plot} > {log} 2>&1"

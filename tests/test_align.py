@@ -96,6 +96,49 @@ def test_recovers_pose_and_amplitudes_noiseless(adk, aligner):
     assert (res["cc"] > 0.95).mean() >= 0.75
 
 
+def _truth_arrays(truth):
+    R = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+    return R, truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), truth[["mode7", "mode8"]].to_numpy()
+
+
+def test_refine_rigid_global_recovers_poses_from_chance(adk, aligner):
+    """Network poses at chance, amplitudes right: the rigid re-fit finds the poses and leaves the amplitudes."""
+    imgs, truth = noiseless(adk, 8, seed=4)
+    R_true, o_true, a_true = _truth_arrays(truth)
+    start = {"rotations": random_rotations(8, torch.Generator().manual_seed(99)).numpy(), "origins": np.zeros((8, 2)),
+             "amplitudes": a_true}
+    assert np.median(angular_distance(torch.tensor(start["rotations"]), R_true).numpy()) > 45
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=True, elastic=False)
+    ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
+    assert np.median(ang) < 3.0, ang
+    assert np.median(np.linalg.norm(res["origins"] - o_true, axis=1) / APIX) < 0.5
+    np.testing.assert_allclose(res["amplitudes"], a_true, atol=1e-5)  # rigid: the predicted conformation is kept
+    # Without the search, chance poses stay wrong: the search is what recovers them.
+    local = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False)
+    assert np.median(angular_distance(torch.tensor(local["rotations"]), R_true).numpy()) > 20
+
+
+def test_refine_elastic_local_polishes_a_close_prediction(adk, aligner):
+    """Poses 6° off and amplitudes 2 Å off (a decent network): the local elastic re-fit recovers both."""
+    imgs, truth = noiseless(adk, 8, seed=5)
+    R_true, o_true, a_true = _truth_arrays(truth)
+    g = torch.Generator().manual_seed(7)
+    axis = torch.nn.functional.normalize(torch.randn(8, 3, generator=g, dtype=torch.float64), dim=1)
+    R_start = torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true
+    rng = np.random.default_rng(0)
+    start = {"rotations": R_start.numpy(), "origins": o_true + rng.normal(0, 1.0, (8, 2)),
+             "amplitudes": a_true + rng.choice([-2.0, 2.0], a_true.shape)}
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
+    ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
+    assert np.median(ang) < 2.0, ang
+    assert np.median(np.abs(res["amplitudes"] - a_true)) < 0.5
+    rigid = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False)
+    assert np.median(np.abs(rigid["amplitudes"] - a_true)) == pytest.approx(2.0, abs=1e-4)
+    assert rigid["cc"].mean() < res["cc"].mean()  # the wrong conformation fits worse
+
+
 def test_batch_equals_single_images(adk, aligner):
     imgs, truth = noiseless(adk, 3, seed=3)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()

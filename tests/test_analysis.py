@@ -277,3 +277,41 @@ def test_view_concentration_flags_collapsed_poses():
     collapsed[:, 2] = np.random.default_rng(13).uniform(-180, 180, 300)  # in-plane rotation does not change the view
     assert view_concentration(spread) < 0.1
     assert view_concentration(collapsed) > 0.95
+
+
+def test_refine_cli_refits_set2_and_reports_bad_input(tiny_dataset, tmp_path):
+    """The refine command: a local rigid re-fit from poses 5° off brings them back, keeps the amplitudes,
+    writes a STAR of the same particles; a missing particle or `mode: none` is a one-line error."""
+    from cryopipe.geometry import angular_distance, euler_to_matrix
+
+    sim = tiny_dataset / "sim"
+    particles, optics = read_star(sim / "particles.star")
+    truth = pd.read_csv(sim / "truth.csv")
+    modes = [c for c in truth.columns if c.startswith("mode")]
+    start = particles.copy()
+    start["rlnAnglePsi"] = start["rlnAnglePsi"] + 5.0
+    write_star(tmp_path / "net.star", start, optics)
+    truth[["particle"] + modes].to_csv(tmp_path / "net.csv", index=False)
+    cfg = {**TINY, "refine": {"mode": "rigid", "search": "local"}}
+    common = ["--star", tmp_path / "net.star", "--atoms", tiny_dataset / "atoms.npz", "--modes", tiny_dataset / "modes.npz",
+              "--out-star", tmp_path / "out.star", "--out-amplitudes", tmp_path / "out.csv", "--plot", tmp_path / "out.png"]
+    run_cli("refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "net.csv", *common)
+    out, _ = read_star(tmp_path / "out.star")
+    assert list(out["rlnImageName"]) == list(particles["rlnImageName"])
+    angles = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    err = angular_distance(euler_to_matrix(torch.tensor(out[angles].to_numpy())),
+                           euler_to_matrix(torch.tensor(particles[angles].to_numpy()))).numpy()
+    # From 5° everywhere to well under it on most images (noisy 40-px images with CTF, not preprocessed).
+    assert np.median(err) < 3.5 and (err < 5.0).mean() >= 0.75, err
+    table = pd.read_csv(tmp_path / "out.csv")
+    np.testing.assert_allclose(table[modes].to_numpy(), truth[modes].to_numpy(), atol=1e-5)  # rigid: kept
+    assert (tmp_path / "out.png").exists()
+
+    truth[["particle"] + modes].iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    for f in ("out.star", "out.csv", "out.png"):
+        (tmp_path / f).unlink()
+    proc = run_cli("refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "short.csv", *common, check=False)
+    assert proc.returncode == 2 and "short.csv: no row for particle" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.star").exists()
+    proc = run_cli("refine", "--params", stage_json("refine", TINY), "--amplitudes", tmp_path / "net.csv", *common, check=False)
+    assert proc.returncode == 2 and "refine.mode" in proc.stderr

@@ -23,7 +23,7 @@ from slurm_cluster import SlurmCluster, ensure_slurm
 from test_workflow import TINY_WORKFLOW
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_RULES = {"align", "train", "infer"}
+GPU_RULES = {"align", "train", "infer", "refine"}
 RUN_TIMEOUT_S = 420  # a guard against a hung run (the run took 4 min on 2 cores shared with other work)
 # The tiny workflow cut to one grid point and a few seconds of work per job: on SLURM every job
 # also pays a submission, a Snakemake start-up inside the job and the executor's polling.

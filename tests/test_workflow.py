@@ -22,6 +22,7 @@ TINY_WORKFLOW = {
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
     "train": {"models": "combined", "depth": 18, "epochs": 2, "batch_size": 16},
+    "refine": {"mode": "elastic", "candidates": 2},
     "analysis": {"umap": False, "pool_alignment": True, "cluster": {"k": 2}, "trajectory": {"frames": 3}},
 }
 # Jobs downstream of one dataset's inference: reduce, cluster, trajectory, evaluate, and a map per group.
@@ -58,7 +59,7 @@ def test_default_config_plans_full_dag(tmp_path):
     assert proc.returncode == 0, proc.stderr
     grid = 2  # 2 SNR × 1 defocus range in config.yaml
     assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
-                                  "align": grid, "train": grid, "infer": grid, "reduce": grid, "cluster": grid,
+                                  "align": grid, "train": grid, "infer": grid, "refine": grid, "reduce": grid, "cluster": grid,
                                   "trajectory": grid, "backproject": 3 * grid, "evaluate": grid, "benchmark_tables": 1,
                                   "all": 1}
 
@@ -112,7 +113,12 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert set(table["dataset"]) == set(datasets)
         assert (results / "benchmark" / f"{name}.md").read_text().startswith("| ")
     params = pd.read_csv(results / "benchmark" / "parameters.csv")
-    assert {"alignment vs truth", "network vs truth", "network vs alignment"} <= set(params["comparison"])
+    assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth"} \
+        <= set(params["comparison"])
+    refit = params[params["comparison"] == "network + refinement vs truth"].set_index("dataset")
+    net = params[params["comparison"] == "network vs truth"].set_index("dataset")
+    # Even on 32-px images the re-fit of the high-SNR branch beats the 2-epoch network by far.
+    assert refit.loc["snr1_df0.5-1.5", "angle (°) mean"] < 0.5 * net.loc["snr1_df0.5-1.5", "angle (°) mean"]
     # Even on tiny 32-px images the high-SNR branch is aligned (a loose sanity bound; accuracy is benchmarked).
     amps = pd.read_csv(results / "align" / "snr1_df0.5-1.5" / "amplitudes.csv")
     assert amps["angle_error"].median() < 10.0
@@ -126,7 +132,7 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
                                              "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
-    assert planned_jobs(proc) == per_dataset(2, simulate=1, preprocess=1, align=1, train=1, infer=1)
+    assert planned_jobs(proc) == per_dataset(2, simulate=1, preprocess=1, align=1, train=1, infer=1, refine=1)
     out = proc.stdout + proc.stderr
     assert "simulate/snr2_df0.5-1.5" in out and "simulate/snr2_df1.5-2.5" in out
     assert "dataset=snr0.1_" not in out  # no job of the unchanged branches (the tables only read them)
@@ -135,19 +141,33 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     changed = {**TINY_WORKFLOW, "preprocess": {"size": 24}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, preprocess=1, align=1, train=1, infer=1)
+    assert planned_jobs(proc) == per_dataset(4, preprocess=1, align=1, train=1, infer=1, refine=1)
 
-    # An alignment parameter changed: only the alignment re-runs.
+    # An alignment parameter changed: the alignment and what it feeds re-run. The outlier threshold
+    # only filters set 1, so the set-2 re-fit (which shares the other alignment settings) re-runs
+    # because its network inputs changed, not for the threshold itself.
     changed = {**TINY_WORKFLOW, "align": {**TINY_WORKFLOW["align"], "outlier_threshold": 2.5}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, align=1, train=1, infer=1)
+    assert planned_jobs(proc) == per_dataset(4, align=1, train=1, infer=1, refine=1)
 
     # A training hyper-parameter changed: training and inference only.
     changed = {**TINY_WORKFLOW, "train": {**TINY_WORKFLOW["train"], "lr": 3e-4}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, train=1, infer=1)
+    assert planned_jobs(proc) == per_dataset(4, train=1, infer=1, refine=1)
+
+    # The set-2 re-fit changed: the re-fit and the analysis, not the network.
+    changed = {**TINY_WORKFLOW, "refine": {"mode": "rigid", "candidates": 2}}
+    write_config(tmp_path, changed)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert planned_jobs(proc) == per_dataset(4, refine=1)
+
+    # No re-fit: the analysis reads the network's predictions directly.
+    changed = {**TINY_WORKFLOW, "refine": {"mode": "none"}}
+    write_config(tmp_path, changed)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert planned_jobs(proc) == per_dataset(4)
 
     # A reconstruction parameter changed: only the maps, their evaluation and the tables.
     changed = {**TINY_WORKFLOW, "analysis": {**TINY_WORKFLOW["analysis"], "backproject": {"pad": 1}}}

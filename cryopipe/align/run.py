@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -98,14 +98,79 @@ class Aligner:
             cc = cc[best]
         return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc}
 
-    def align(self, images: np.ndarray, defocus: np.ndarray, progress: bool = True) -> dict[str, np.ndarray]:
+    def refine_batch(self, images: torch.Tensor, defocus: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
+                     amplitudes: torch.Tensor, *, search: bool, elastic: bool) -> dict[str, torch.Tensor]:
+        """Re-fit the poses of images whose conformation (and a pose) a network predicted.
+
+        Candidates: the given pose and amplitudes, plus (search=True) the best distinct poses of a global
+        search, against projections of the amplitude start nearest each image's predicted conformation
+        (rigid) or of every start (elastic, which then equals the alignment with the prediction as one
+        more candidate). All are refined with the amplitudes held at the prediction (elastic=False, a
+        rigid fit against the predicted conformation) or refined too, and the best correlation wins.
+        """
+        d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
+        batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
+                           self.phase_flipped)
+        B, R = len(images), len(self.rotations)
+        A_net = rotations.to(self.device, torch.float32)
+        o_net = origins.to(self.device, torch.float32)
+        a_net = amplitudes.to(self.device, torch.float32)
+        A_cand, o_cand, a_cand = [A_net[:, None]], [o_net[:, None]], [a_net[:, None]]
+        if search and self.s.candidates > 1:
+            K = self.s.candidates - 1
+            image_ft, model_ctf, px = batch.at(self.s.search_size)
+            w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
+            A_s = torch.empty(B, K, 3, 3, device=self.device)
+            o_s = torch.empty(B, K, 2, device=self.device)
+            a_s = a_net[:, None].repeat(1, K, 1)
+            if elastic:  # the amplitudes are free: search every start, as the alignment does
+                groups = [(torch.ones(B, dtype=torch.bool, device=self.device), slice(None))]
+            else:  # rigid: projections of the start nearest each image's predicted conformation
+                start = torch.cdist(a_net, self.amp_starts).argmin(1)
+                groups = [(start == q, slice(int(q) * R, (int(q) + 1) * R)) for q in start.unique()]
+            for sel, block in groups:
+                scores, pidx, didx = global_search(image_ft[sel], model_ctf[sel], w, self.proj_ft[block], self.shifts,
+                                                   top=max(4 * K, 16))
+                cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
+                pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
+                A_s[sel] = self.rotations[pidx % R]
+                o_s[sel] = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
+                if elastic:
+                    a_s[sel] = self.amp_starts[pidx // R]
+            A_cand.append(A_s)
+            o_cand.append(o_s)
+            a_cand.append(a_s)
+        A0, o0, a0 = torch.cat(A_cand, 1), torch.cat(o_cand, 1), torch.cat(a_cand, 1)
+        K = A0.shape[1]
+        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0))
+        coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
+        A, o, a, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
+                             a0.reshape(B * K, -1), coarse)
+        best = cc.reshape(B, K).argmax(1) + torch.arange(B, device=self.device) * K
+        A, o, a = A[best], o[best], a[best]
+        if fine:
+            A, o, a, cc = refine(self.refs, batch, A, o, a, fine)
+        else:
+            cc = cc[best]
+        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc}
+
+    def align(self, images: np.ndarray, defocus: np.ndarray, progress: bool = True, start: dict | None = None,
+              search: bool = True, elastic: bool = True) -> dict[str, np.ndarray]:
+        """Fit every image: a global search from scratch, or (start = {"rotations", "origins", "amplitudes"},
+        arrays per image) a re-fit from given estimates, see `refine_batch`."""
         from tqdm import tqdm
 
         out: dict[str, list] = {}
         starts = range(0, len(images), self.s.batch_size)
-        for lo in tqdm(starts, desc="align", disable=not progress, mininterval=2):
+        for lo in tqdm(starts, desc="align" if start is None else "refine", disable=not progress, mininterval=2):
             sl = slice(lo, lo + self.s.batch_size)
-            res = self.align_batch(torch.as_tensor(np.asarray(images[sl])), defocus[sl])
+            imgs = torch.as_tensor(np.asarray(images[sl]))
+            if start is None:
+                res = self.align_batch(imgs, defocus[sl])
+            else:
+                res = self.refine_batch(imgs, defocus[sl], *(torch.tensor(np.asarray(start[k][sl], dtype=np.float64))
+                                                             for k in ("rotations", "origins", "amplitudes")),
+                                        search=search, elastic=elastic)
             for k, v in res.items():
                 out.setdefault(k, []).append(v.detach().cpu())
         cat = {k: torch.cat(v) for k, v in out.items()}

@@ -41,42 +41,47 @@ def settings_from_params(prm: dict, image_size: int):
     )
 
 
+def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt):
+    """The Aligner for these settings, reference atoms + modes and one optics row of a STAR file."""
+    from cryopipe.align.model import heavy_atom_reference, residue_beads
+    from cryopipe.align.run import Aligner
+    from cryopipe.device import pick_device
+    from cryopipe.imaging.project import sigma_for_resolution
+    from cryopipe.io.structure import Atoms
+    from cryopipe.structure.modes import Modes
+
+    L = int(opt["rlnImageSize"])
+    atoms, modes = Atoms.load(atoms_path), Modes.load(modes_path)
+    vectors = modes.select(prm["modes"])
+    sigma = sigma_for_resolution(prm["resolution"])
+    keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
+    return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma),
+                   residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
+                   {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
+                    "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
+                   L, device=pick_device(prm["device"]), ctf=prm["ctf"],
+                   phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))))
+
+
 def main(args) -> None:
     import numpy as np
     import pandas as pd
     import torch
 
-    from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.outliers import mahalanobis
-    from cryopipe.align.run import Aligner
-    from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.geometry import angular_distance, euler_to_matrix
-    from cryopipe.imaging.project import sigma_for_resolution
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import load_images, read_star, split_image_name, write_star
-    from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_amplitude_pairs, save_estimates_vs_truth
     from cryopipe.structure.conformations import amplitude_columns
-    from cryopipe.structure.modes import Modes
 
     prm = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
     if len(particles) < 2:
         raise CryopipeError(f"{args.star}: needs at least 2 particles to align and filter")
     opt = optics.iloc[0]
-    L = int(opt["rlnImageSize"])
-    atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
-    vectors = modes.select(prm["modes"])
-    sigma = sigma_for_resolution(prm["resolution"])
-    keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
-    device = pick_device(prm["device"])
-    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma),
-                      residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
-                      {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
-                       "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
-                      L, device=device, ctf=prm["ctf"],
-                      phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))))
+    aligner = make_aligner(prm, args.atoms, args.modes, opt)
     images = load_images(particles, args.star)
     res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy())
 

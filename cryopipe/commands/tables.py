@@ -20,7 +20,7 @@ def params_from_config(cfg: dict) -> dict:
     else:
         g = cfg["simulate"]["grid"]
         grid = {dataset_name(s, d): {"snr": s, "defocus": d} for s in g["snr"] for d in g["defocus"]}
-    return {"datasets": grid, "results": cfg["results"]}
+    return {"datasets": grid, "results": cfg["results"], "refined": cfg["refine"]["mode"] != "none"}
 
 
 def add_args(p) -> None:
@@ -31,8 +31,9 @@ def add_args(p) -> None:
     p.add_argument("--plot", required=True, help="output summary figure (.png)")
 
 
-def dataset_errors(root, ds: str) -> tuple[list[dict], dict]:
-    """Rows of parameter-error summaries for one dataset, and {name: per-image errors} for ratios."""
+def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], dict]:
+    """Rows of parameter-error summaries for one dataset, and {name: per-image errors} for ratios.
+    `refined`: also the set-2 poses re-fitted after the network (refine/<dataset>/)."""
     from pathlib import Path
 
     import pandas as pd
@@ -75,6 +76,11 @@ def dataset_errors(root, ds: str) -> tuple[list[dict], dict]:
     runs[("network vs alignment", "small test")] = compare(test, align, test.index)
     if truth is not None:
         runs[("network vs truth", "set 2")] = compare(net2, truth, net2.index)
+    if refined:
+        ref2, _, _ = indexed(R / "refine" / ds / "particles.star", R / "refine" / ds / "amplitudes.csv")
+        if truth is not None:
+            runs[("network + refinement vs truth", "set 2")] = compare(ref2, truth, ref2.index)
+        runs[("network + refinement vs network", "set 2")] = compare(ref2, net2, ref2.index)
     rows = [{"dataset": ds, "comparison": c, "images of": s, **summarise(e)} for (c, s), e in runs.items()]
     return rows, runs
 
@@ -97,14 +103,15 @@ def main(args) -> None:
         res_path = root / "analysis" / ds / "resolutions.csv"
         if not res_path.exists():
             raise CryopipeError(f"{res_path}: not found; run the workflow up to `evaluate` first")
-        rows, runs = dataset_errors(root, ds)
+        rows, runs = dataset_errors(root, ds, prm.get("refined", False))
         param_rows += rows
         groups = pd.read_csv(res_path)
         groups.insert(0, "dataset", ds)
         group_tables.append(groups)
         s = {"dataset": ds, "SNR": grid["snr"], "defocus (µm)": "–".join(map(str, grid["defocus"])) if grid["defocus"] else ""}
         for (comp, subset), key in ((("alignment vs truth", "set 1 (kept)"), "alignment"), (("network vs truth", "set 2"), "network"),
-                                    (("network vs alignment", "small test"), "network vs alignment")):
+                                    (("network vs alignment", "small test"), "network vs alignment"),
+                                    (("network + refinement vs truth", "set 2"), "refined")):
             if (comp, subset) in runs:
                 e = runs[(comp, subset)]
                 s[f"{key}: angle (°)"] = float(np.mean(e["angle (°)"]))
@@ -113,6 +120,9 @@ def main(args) -> None:
         if "network: angle (°)" in s and "alignment: angle (°)" in s:
             for m in ("angle (°)", "shift (px)", "amplitudes RMSD (Å)"):
                 s[f"ratio network/alignment: {m}"] = s[f"network: {m}"] / max(s[f"alignment: {m}"], 1e-9)
+        if "refined: angle (°)" in s and "alignment: angle (°)" in s:
+            for m in ("angle (°)", "shift (px)", "amplitudes RMSD (Å)"):
+                s[f"ratio refined/alignment: {m}"] = s[f"refined: {m}"] / max(s[f"alignment: {m}"], 1e-9)
         s["groups"] = len(groups)
         s["best half-map resolution (Å)"] = float(groups["resolution half-maps @0.143 (Å)"].min())
         if "resolution vs truth @0.5 (Å)" in groups.columns:

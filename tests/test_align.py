@@ -115,6 +115,7 @@ def test_refine_rigid_global_recovers_poses_from_chance(adk, aligner):
     assert np.median(np.linalg.norm(res["origins"] - o_true, axis=1) / APIX) < 0.5
     np.testing.assert_allclose(res["amplitudes"], a_true, atol=1e-5)  # rigid: the predicted conformation is kept
     # Without the search, chance poses stay wrong: the search is what recovers them.
+    assert not res["from_start"].any()  # the chance poses lost to search candidates
     local = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False)
     assert np.median(angular_distance(torch.tensor(local["rotations"]), R_true).numpy()) > 20
 
@@ -133,6 +134,9 @@ def test_refine_elastic_local_polishes_a_close_prediction(adk, aligner):
     res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
     ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
     assert np.median(ang) < 2.0, ang
+    assert res["from_start"].all()  # the only candidate
+    searched = aligner.align(imgs.numpy(), d, progress=False, start=start, search=True, elastic=True)
+    assert np.median(angular_distance(torch.tensor(searched["rotations"]), R_true).numpy()) < 2.0
     assert np.median(np.abs(res["amplitudes"] - a_true)) < 0.5
     rigid = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False)
     assert np.median(np.abs(rigid["amplitudes"] - a_true)) == pytest.approx(2.0, abs=1e-4)

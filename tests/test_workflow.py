@@ -115,8 +115,9 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     params = pd.read_csv(results / "benchmark" / "parameters.csv")
     assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth"} \
         <= set(params["comparison"])
-    refit = params[params["comparison"] == "network + refinement vs truth"].set_index("dataset")
-    net = params[params["comparison"] == "network vs truth"].set_index("dataset")
+    set2 = params[params["images of"] == "set 2"]
+    refit = set2[set2["comparison"] == "network + refinement vs truth"].set_index("dataset")
+    net = set2[set2["comparison"] == "network vs truth"].set_index("dataset")
     # Even on 32-px images the re-fit of the high-SNR branch beats the 2-epoch network by far.
     assert refit.loc["snr1_df0.5-1.5", "angle (°) mean"] < 0.5 * net.loc["snr1_df0.5-1.5", "angle (°) mean"]
     # Even on tiny 32-px images the high-SNR branch is aligned (a loose sanity bound; accuracy is benchmarked).

@@ -146,13 +146,14 @@ class Aligner:
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
         A, o, a, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
                              a0.reshape(B * K, -1), coarse)
-        best = cc.reshape(B, K).argmax(1) + torch.arange(B, device=self.device) * K
+        winner = cc.reshape(B, K).argmax(1)
+        best = winner + torch.arange(B, device=self.device) * K
         A, o, a = A[best], o[best], a[best]
         if fine:
             A, o, a, cc = refine(self.refs, batch, A, o, a, fine)
         else:
             cc = cc[best]
-        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc}
+        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "from_start": winner == 0}
 
     def align(self, images: np.ndarray, defocus: np.ndarray, progress: bool = True, start: dict | None = None,
               search: bool = True, elastic: bool = True) -> dict[str, np.ndarray]:
@@ -174,6 +175,9 @@ class Aligner:
             for k, v in res.items():
                 out.setdefault(k, []).append(v.detach().cpu())
         cat = {k: torch.cat(v) for k, v in out.items()}
-        return {"euler": matrix_to_euler(cat["rotations"].double()).numpy(), "rotations": cat["rotations"].double().numpy(),
-                "origins": cat["origins"].double().numpy(), "amplitudes": cat["amplitudes"].double().numpy(),
-                "cc": cat["cc"].double().numpy()}
+        out = {"euler": matrix_to_euler(cat["rotations"].double()).numpy(), "rotations": cat["rotations"].double().numpy(),
+               "origins": cat["origins"].double().numpy(), "amplitudes": cat["amplitudes"].double().numpy(),
+               "cc": cat["cc"].double().numpy()}
+        if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
+            out["from_start"] = cat["from_start"].numpy()
+        return out

@@ -32,7 +32,8 @@ def add_args(p) -> None:
     p.add_argument("--modes", required=True)
     p.add_argument("--truth", help="ground truth (simulated data): errors before and after, in the plot and the log")
     p.add_argument("--out-star", required=True, help="output STAR with the refined angles and origins")
-    p.add_argument("--out-amplitudes", required=True, help="output table: particle, amplitudes, cc, angle change")
+    p.add_argument("--out-amplitudes", required=True,
+                   help="output table: particle, amplitudes, cc, angle change, whether the network's prediction won")
     p.add_argument("--plot", required=True, help="output figure (.png)")
 
 
@@ -80,6 +81,7 @@ def main(args) -> None:
     table.insert(0, "particle", ids)
     table["cc"] = res["cc"]
     table["angle_change"] = angular_distance(torch.tensor(res["rotations"]), R_net).numpy()
+    table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
     errors = None
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[ids]
@@ -93,4 +95,5 @@ def main(args) -> None:
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(f"refine: {title}; median pose change {table['angle_change'].median():.1f}°, mean cc {table['cc'].mean():.3f}")
+    print(f"refine: {title}; median pose change {table['angle_change'].median():.1f}°, mean cc {table['cc'].mean():.3f}, "
+          f"the network's prediction was the best start for {table['network_start_won'].mean():.0%} of the images")

@@ -158,7 +158,7 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(imgs)
+            total += float(loss.detach()) * len(imgs)
             n += len(imgs)
         if cuda:
             torch.cuda.synchronize()

@@ -1,0 +1,97 @@
+"""How the network's errors on unseen images fall with the number of training images.
+
+The default config gives the network ~500 aligned training images and it does not learn
+(issue 4); DeepHEMNMA trains on 20,000. This measures the curve in between. It simulates one
+pool of AdK images exactly as `benchmarks/align.py` does (128 → 64 px by default, modes 7–9 on the
+helix), holds out `--test` images, trains the combined ResNet + MLP (the training engine of the
+`train` rule, in-plane augmentation on) on the first N of the rest for each N in `--train`, and
+prints the mean angle / shift / amplitude errors on the held-out images. Targets are the ground
+truth (the `train.targets: ground_truth` ablation: alignment targets can only be worse), so the
+curve says how many images the network needs at best. Compare with the alignment's own errors
+(`benchmarks/align.py`, or results/benchmark/summary.md: 1.5° / 0.08 px / 0.34 Å at SNR 1).
+
+    python benchmarks/network_scaling.py --train 500 2000 5000 --epochs 15          # CPU, ~20 min
+    python benchmarks/network_scaling.py --train 500 2000 8000 20000 --epochs 60 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=int, nargs="+", default=[500, 2000, 5000], help="training-set sizes")
+    ap.add_argument("--test", type=int, default=500, help="held-out images")
+    ap.add_argument("--size", type=int, default=64, help="network image size (px)")
+    ap.add_argument("--snr", type=float, default=1.0)
+    ap.add_argument("--defocus", type=float, nargs=2, default=[0.5, 2.0], metavar=("LO", "HI"), help="µm")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    from align import simulate_preprocessed  # benchmarks/align.py: the same simulation + preprocessing
+
+    from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_matrix
+    from cryopipe.nn.engine import TrainSettings, fit
+    from cryopipe.nn.heads import KINDS, Regressor
+    from cryopipe.nn.targets import Standardiser, targets_from_tables
+
+    torch.set_num_threads(args.threads)
+    n_pool = max(args.train) + args.test
+    t0 = time.perf_counter()
+    imgs, truth, _, _, _ = simulate_preprocessed(n_pool, args.size, args.snr, True, args.defocus, seed=args.seed)
+    print(f"simulated + preprocessed {n_pool} images at {args.size} px, SNR {args.snr} in {time.perf_counter() - t0:.0f} s")
+    cols = ["mode7", "mode8", "mode9"]
+    apix = 0.65 * 128 / args.size
+    test = slice(n_pool - args.test, n_pool)
+    R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()[test]))
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, idx, targets):
+            self.idx, self.targets = idx, {k: torch.as_tensor(v, dtype=torch.float32) for k, v in targets.items()}
+
+        def __len__(self):
+            return len(self.idx)
+
+        def __getitem__(self, i):
+            return imgs[self.idx[i]][None], {k: v[i] for k, v in self.targets.items()}, i
+
+    print(f"{'train':>6} {'epochs':>6} {'minutes':>8} {'angle (°)':>10} {'shift (px)':>10} {'|Δa| (Å)':>9}")
+    for n in args.train:
+        n_val = max(n // 10, 1)
+        tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
+        raw = targets_from_tables(truth, truth, cols)
+        std = Standardiser.fit({k: v[tr] for k, v in raw.items()})
+        ds = {name: Images(idx, std.forward({k: v[idx] for k, v in raw.items()})) for name, idx in (("train", tr), ("val", va))}
+        torch.manual_seed(args.seed)
+        model = Regressor(KINDS, len(cols), depth=args.depth, image_size=args.size)
+        st = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, lr_step=max(args.epochs * 2 // 3, 1),
+                           patience=args.epochs, seed=args.seed, device=args.device)
+        t1 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
+            model.load_state_dict(torch.load(f"{out}/best.pt", weights_only=False)["model"])
+        minutes = (time.perf_counter() - t1) / 60
+        model.eval()
+        dev = torch.device(args.device)
+        with torch.no_grad():
+            outs = [model(imgs[test][i : i + 256, None].to(dev)) for i in range(0, args.test, 256)]
+        pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64) for k in KINDS})
+        angle = angular_distance(quaternion_to_matrix(torch.tensor(pred["orientation"])), R_true).numpy().mean()
+        shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix
+        amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean()
+        print(f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {angle:>10.1f} {shift:>10.2f} {amp:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -75,74 +75,30 @@ class Aligner:
                                              pixel_size=self.search_px)
         self.shifts = shift_grid(settings.max_shift / self.search_px, device=self.device)
 
-    def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
-        """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
+    def _batch(self, images: torch.Tensor, defocus: np.ndarray) -> ImageBatch:
         d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
-        batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
-                           self.phase_flipped)
-        B, K, R = len(images), self.s.candidates, len(self.rotations)
+        return ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
+                          self.phase_flipped)
+
+    def _search(self, batch: ImageBatch, K: int, block: slice = slice(None)):
+        """The K best distinct (rotation (B, K, 3, 3), origin Å (B, K, 2), amplitude start (B, K, M)) of the
+        global search against the projections `self.proj_ft[block]` (whole blocks of R rotations)."""
+        R = len(self.rotations)
         image_ft, model_ctf, px = batch.at(self.s.search_size)
         w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
-        scores, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft, self.shifts, top=max(4 * K, 16))
+        scores, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft[block], self.shifts, top=max(4 * K, 16))
+        pidx = pidx + (block.start or 0)  # index into the full amplitude-major projection set
         cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
         pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
-        A0 = self.rotations[pidx % R].reshape(B * K, 3, 3)
-        amps0 = self.amp_starts[pidx // R].reshape(B * K, -1)
-        origins0 = -self.shifts[didx].reshape(B * K, 2) * px  # content moved by +d px ⇔ origin −d·px Å
-        A, o, a, cc = refine(self.refs, batch.repeat(K), A0, origins0, amps0, self.s.coarse)
-        best = cc.reshape(B, K).argmax(1) + torch.arange(B, device=self.device) * K
-        A, o, a = A[best], o[best], a[best]
-        if self.s.fine:
-            A, o, a, cc = refine(self.refs, batch, A, o, a, self.s.fine)
-        else:
-            cc = cc[best]
-        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc}
+        origins = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
+        return self.rotations[pidx % R], origins, self.amp_starts[pidx // R]
 
-    def refine_batch(self, images: torch.Tensor, defocus: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
-                     amplitudes: torch.Tensor, *, search: bool, elastic: bool) -> dict[str, torch.Tensor]:
-        """Re-fit the poses of images whose conformation (and a pose) a network predicted.
-
-        Candidates: the given pose and amplitudes, plus (search=True) the best distinct poses of a global
-        search, against projections of the amplitude start nearest each image's predicted conformation
-        (rigid) or of every start (elastic, which then equals the alignment with the prediction as one
-        more candidate). All are refined with the amplitudes held at the prediction (elastic=False, a
-        rigid fit against the predicted conformation) or refined too, and the best correlation wins.
-        """
-        d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
-        batch = ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
-                           self.phase_flipped)
-        B, R = len(images), len(self.rotations)
-        A_net = rotations.to(self.device, torch.float32)
-        o_net = origins.to(self.device, torch.float32)
-        a_net = amplitudes.to(self.device, torch.float32)
-        A_cand, o_cand, a_cand = [A_net[:, None]], [o_net[:, None]], [a_net[:, None]]
-        if search and self.s.candidates > 1:
-            K = self.s.candidates - 1
-            image_ft, model_ctf, px = batch.at(self.s.search_size)
-            w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
-            A_s = torch.empty(B, K, 3, 3, device=self.device)
-            o_s = torch.empty(B, K, 2, device=self.device)
-            a_s = a_net[:, None].repeat(1, K, 1)
-            if elastic:  # the amplitudes are free: search every start, as the alignment does
-                groups = [(torch.ones(B, dtype=torch.bool, device=self.device), slice(None))]
-            else:  # rigid: projections of the start nearest each image's predicted conformation
-                start = torch.cdist(a_net, self.amp_starts).argmin(1)
-                groups = [(start == q, slice(int(q) * R, (int(q) + 1) * R)) for q in start.unique()]
-            for sel, block in groups:
-                scores, pidx, didx = global_search(image_ft[sel], model_ctf[sel], w, self.proj_ft[block], self.shifts,
-                                                   top=max(4 * K, 16))
-                cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
-                pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
-                A_s[sel] = self.rotations[pidx % R]
-                o_s[sel] = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
-                if elastic:
-                    a_s[sel] = self.amp_starts[pidx // R]
-            A_cand.append(A_s)
-            o_cand.append(o_s)
-            a_cand.append(a_s)
-        A0, o0, a0 = torch.cat(A_cand, 1), torch.cat(o_cand, 1), torch.cat(a_cand, 1)
-        K = A0.shape[1]
-        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0))
+    def _fit_candidates(self, batch: ImageBatch, A0: torch.Tensor, o0: torch.Tensor, a0: torch.Tensor,
+                        elastic: bool = True) -> dict[str, torch.Tensor]:
+        """Coarse refinement of K candidates per image (B, K, ...), the best by cc refined fine.
+        `winner` is the index of the candidate that won."""
+        B, K = A0.shape[:2]
+        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0))  # rigid: amplitudes held
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
         A, o, a, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
                              a0.reshape(B * K, -1), coarse)
@@ -153,7 +109,48 @@ class Aligner:
             A, o, a, cc = refine(self.refs, batch, A, o, a, fine)
         else:
             cc = cc[best]
-        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "from_start": winner == 0}
+        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "winner": winner}
+
+    def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
+        """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
+        batch = self._batch(images, defocus)
+        res = self._fit_candidates(batch, *self._search(batch, self.s.candidates))
+        del res["winner"]
+        return res
+
+    def refine_batch(self, images: torch.Tensor, defocus: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
+                     amplitudes: torch.Tensor, *, search: bool, elastic: bool) -> dict[str, torch.Tensor]:
+        """Re-fit images whose conformation (and a pose) a network predicted.
+
+        Candidates: the given pose and amplitudes, plus (search=True) the best distinct poses of a global
+        search, against projections of the amplitude start nearest each image's predicted conformation
+        (rigid) or of every start (elastic, which then equals the alignment with the prediction as one
+        more candidate). All are refined with the amplitudes held at the prediction (elastic=False, a
+        rigid fit against the predicted conformation) or refined too, and the best correlation wins;
+        `from_start` says whether that was the given estimate.
+        """
+        batch = self._batch(images, defocus)
+        B, R = len(images), len(self.rotations)
+        A0 = rotations.to(self.device, torch.float32)[:, None]
+        o0 = origins.to(self.device, torch.float32)[:, None]
+        a0 = amplitudes.to(self.device, torch.float32)[:, None]
+        if search and self.s.candidates > 1:
+            K = self.s.candidates - 1
+            if elastic:  # the amplitudes are free: search every start, as the alignment does
+                A_s, o_s, a_s = self._search(batch, K)
+            else:  # rigid: the projections of the start nearest each image's predicted conformation
+                A_s = torch.empty(B, K, 3, 3, device=self.device)
+                o_s = torch.empty(B, K, 2, device=self.device)
+                start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)
+                for q in start.unique().tolist():
+                    sel = start == q
+                    A_s[sel], o_s[sel], _ = self._search(self._batch(images[sel.cpu()], np.asarray(defocus)[sel.cpu().numpy()]),
+                                                         K, slice(q * R, (q + 1) * R))
+                a_s = a0.expand(B, K, -1)
+            A0, o0, a0 = torch.cat([A0, A_s], 1), torch.cat([o0, o_s], 1), torch.cat([a0, a_s], 1)
+        res = self._fit_candidates(batch, A0, o0, a0, elastic)
+        res["from_start"] = res.pop("winner") == 0
+        return res
 
     def align(self, images: np.ndarray, defocus: np.ndarray, progress: bool = True, start: dict | None = None,
               search: bool = True, elastic: bool = True) -> dict[str, np.ndarray]:

@@ -103,7 +103,7 @@ def main(args) -> None:
         res_path = root / "analysis" / ds / "resolutions.csv"
         if not res_path.exists():
             raise CryopipeError(f"{res_path}: not found; run the workflow up to `evaluate` first")
-        rows, runs = dataset_errors(root, ds, prm.get("refined", False))
+        rows, runs = dataset_errors(root, ds, prm["refined"])
         param_rows += rows
         groups = pd.read_csv(res_path)
         groups.insert(0, "dataset", ds)

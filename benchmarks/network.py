@@ -4,7 +4,9 @@ For the small test set (the `test` subset of image set 1, never trained on, pred
 `infer` rule) and for image set 2, prints mean ± std of the errors of amplitudes (|Δa| per mode,
 Å RMSD), angles (angle of R_pred·R_trueᵀ) and shifts (|Δ| px), the same errors as RMSD in Å of
 the atoms displaced with predicted vs true parameters (one parameter type at a time), and the
-ratio of the network's set-2 errors to the alignment's own errors on set 1. The same numbers
+ratio of the network's set-2 errors to the alignment's own errors on set 1 and to the errors of
+one constant prediction for every image (the alignment's medians / medoid orientation: what a
+network that learnt nothing from the images predicts). The same numbers
 feed results/benchmark/parameters.csv; this prints one dataset in full.
 
     python benchmarks/network.py --results results --dataset snr0.1_df0.5-2
@@ -41,6 +43,10 @@ def main() -> None:
     if net is not None and ali is not None:
         print("\nratio set-2 network error / set-1 alignment error (mean; target ≤ 1.5):")
         print("  " + ", ".join(f"{c}: {np.mean(net[c]) / max(np.mean(ali[c]), 1e-9):.1f}×" for c in cols))
+    const = runs.get(("constant prediction vs truth", "set 2"))
+    if net is not None and const is not None:
+        print("ratio set-2 network error / error of one constant prediction for every image (< 1: the network learnt):")
+        print("  " + ", ".join(f"{c}: {np.mean(net[c]) / max(np.mean(const[c]), 1e-9):.2f}" for c in cols))
     ref = runs.get(("network + refinement vs truth", "set 2"))
     if ref is not None and ali is not None:
         print("ratio set-2 error after the pose re-fit (refine stage) / set-1 alignment error:")

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", nargs="+", default=["amplitudes", "orientation", "shifts"], help="what the one network predicts")
+    ap.add_argument("--no-augment", action="store_true", help="switch off the in-plane rotation augmentation")
     args = ap.parse_args()
 
     import numpy as np
@@ -43,7 +45,7 @@ def main() -> None:
 
     from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_matrix
     from cryopipe.nn.engine import TrainSettings, fit
-    from cryopipe.nn.heads import KINDS, Regressor
+    from cryopipe.nn.heads import Regressor
     from cryopipe.nn.targets import Standardiser, targets_from_tables
 
     torch.set_num_threads(args.threads)
@@ -70,13 +72,14 @@ def main() -> None:
     for n in args.train:
         n_val = max(n // 10, 1)
         tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
-        raw = targets_from_tables(truth, truth, cols)
+        raw = {k: v for k, v in targets_from_tables(truth, truth, cols).items() if k in args.kinds}
         std = Standardiser.fit({k: v[tr] for k, v in raw.items()})
         ds = {name: Images(idx, std.forward({k: v[idx] for k, v in raw.items()})) for name, idx in (("train", tr), ("val", va))}
         torch.manual_seed(args.seed)
-        model = Regressor(KINDS, len(cols), depth=args.depth, image_size=args.size)
+        model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
         st = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, lr_step=max(args.epochs * 2 // 3, 1),
-                           patience=args.epochs, seed=args.seed, device=args.device)
+                           patience=args.epochs, seed=args.seed, device=args.device,
+                           augment_inplane=not args.no_augment)
         t1 = time.perf_counter()
         with tempfile.TemporaryDirectory() as out:
             fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
@@ -86,10 +89,11 @@ def main() -> None:
         dev = torch.device(args.device)
         with torch.no_grad():
             outs = [model(imgs[test][i : i + 256, None].to(dev)) for i in range(0, args.test, 256)]
-        pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64) for k in KINDS})
-        angle = angular_distance(quaternion_to_matrix(torch.tensor(pred["orientation"])), R_true).numpy().mean()
-        shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix
-        amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean()
+        pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64) for k in args.kinds})
+        nan = float("nan")
+        angle = angular_distance(quaternion_to_matrix(torch.tensor(pred["orientation"])), R_true).numpy().mean() if "orientation" in pred else nan
+        shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix if "shifts" in pred else nan
+        amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean() if "amplitudes" in pred else nan
         print(f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {angle:>10.1f} {shift:>10.2f} {amp:>9.2f}", flush=True)
 
 

@@ -184,11 +184,14 @@ def save_fsc(path, curves: dict, title: str = "") -> None:
 
 
 def save_benchmark_summary(path, summary) -> None:
-    """Per dataset: mean angle / amplitude errors of alignment, network (and its re-fit), and the best group resolutions."""
+    """Per dataset: mean angle / amplitude errors of alignment, network, a constant prediction (and the
+    network's re-fit), and the best group resolutions."""
     plt = _plt()
-    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)", "refined: angle (°)"]),
+    # "constant prediction": one value for every image, the level a network that learnt nothing reaches
+    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)", "constant prediction: angle (°)",
+                             "refined: angle (°)"]),
               ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)",
-                                       "refined: amplitudes RMSD (Å)"]),
+                                       "constant prediction: amplitudes RMSD (Å)", "refined: amplitudes RMSD (Å)"]),
               ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"])]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     x = np.arange(len(summary))

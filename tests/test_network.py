@@ -9,13 +9,14 @@ import starfile
 import torch
 
 from cryopipe.errors import CryopipeError
-from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_euler
+from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_euler, quaternion_to_matrix
 from cryopipe.io.star import read_star
 from cryopipe.nn.data import ParticleDataset
 from cryopipe.nn.engine import TrainSettings, fit
 from cryopipe.nn.heads import Regressor
 from cryopipe.nn.resnet import ResNet
-from cryopipe.nn.targets import Standardiser, loss_terms, quaternion_l1, targets_from_tables
+from cryopipe.nn.targets import (Standardiser, constant_loss, constant_prediction, loss_terms, quaternion_l1,
+                                  targets_from_tables)
 
 from conftest import run_cli
 
@@ -188,3 +189,57 @@ def test_ddp_training_under_torchrun(tmp_path):
     hist = pd.read_csv(tmp_path / "history.csv")
     # Each rank sees half of the 32 images per epoch; the throughput counts both.
     assert len(hist) == 2 and (tmp_path / "best.pt").exists()
+
+
+def test_constant_prediction_is_the_best_constant_under_the_loss():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    q0 = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.2, 0.8]), dim=0)
+    q = torch.nn.functional.normalize(q0 + 0.05 * torch.randn(n, 4, generator=g), dim=1)
+    q = q * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0)  # either sign: the same rotation
+    amps = torch.empty(n, 3).exponential_(1.0, generator=g) * torch.tensor([1.0, 2.0, 3.0])  # skewed: median ≠ mean
+    shifts = torch.randn(n, 2, generator=g) + torch.tensor([0.5, -0.2])
+    targets = {"amplitudes": amps, "orientation": q, "shifts": shifts}
+    c = constant_prediction(targets)
+    angle = angular_distance(quaternion_to_matrix(c["orientation"][None]), quaternion_to_matrix(q0[None]))
+    assert float(angle) < 6.0  # a naive average of q and −q would be anywhere
+    best = constant_loss(targets, targets)
+
+    def loss_of(const):
+        return float(sum(loss_terms({k: v.expand_as(targets[k]) for k, v in const.items()}, targets).values()))
+
+    assert loss_of(c) == pytest.approx(best)
+    for k, d in (("amplitudes", torch.tensor([0.2, -0.3, 0.4])), ("shifts", torch.tensor([0.1, 0.1]))):
+        assert loss_of({**c, k: c[k] + d}) > best and loss_of({**c, k: c[k] - d}) > best
+    assert loss_of({**c, "amplitudes": amps.mean(0)}) > best
+    other = torch.nn.functional.normalize(q0 + torch.tensor([0.2, 0.0, 0.0, 0.0]), dim=0)
+    assert loss_of({**c, "orientation": other}) > best
+
+
+class Blobs(torch.utils.data.Dataset):
+    """A Gaussian blob at a random x position; the target is that position (learnable from the image)."""
+
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.pos = torch.rand(n, generator=g) * 12 - 6
+        yy, xx = torch.meshgrid(torch.arange(24.0) - 12, torch.arange(24.0) - 12, indexing="ij")
+        self.x = torch.exp(-((xx - self.pos[:, None, None]) ** 2 + yy**2) / 8)[:, None]
+        self.x = self.x + 0.1 * torch.randn(self.x.shape, generator=g)
+        self.targets = {"amplitudes": self.pos[:, None] / 3.5}
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], {k: v[i] for k, v in self.targets.items()}, i
+
+
+def test_learning_is_measured_against_the_constant_prediction(tmp_path):
+    st = TrainSettings(epochs=4, batch_size=16, lr=1e-3, seed=0, patience=10, augment_inplane=False)
+    torch.manual_seed(0)
+    model = Regressor(("amplitudes",), 1, depth=18, dropout=0.0, image_size=24)
+    hist = fit(model, Blobs(256, 0), Blobs(64, 1), st, tmp_path, meta={}, progress=False)
+    constant = hist["constant_val_loss"].iloc[-1]
+    assert constant == pytest.approx(constant_loss(Blobs(256, 0).targets, Blobs(64, 1).targets))
+    assert 0.6 < constant < 1.0  # L1 of the median for positions uniform on ±6/3.5
+    assert hist["val_loss"].min() < 0.5 * constant  # the position is in the image: the network beats the constant

@@ -113,9 +113,11 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert set(table["dataset"]) == set(datasets)
         assert (results / "benchmark" / f"{name}.md").read_text().startswith("| ")
     params = pd.read_csv(results / "benchmark" / "parameters.csv")
-    assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth"} \
-        <= set(params["comparison"])
+    assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth",
+            "constant prediction vs truth", "constant prediction vs alignment"} <= set(params["comparison"])
     set2 = params[params["images of"] == "set 2"]
+    constant = set2[set2["comparison"] == "constant prediction vs truth"].set_index("dataset")
+    assert (constant["angle (°) mean"] > 60).all()  # one orientation for every image cannot fit random poses
     refit = set2[set2["comparison"] == "network + refinement vs truth"].set_index("dataset")
     net = set2[set2["comparison"] == "network vs truth"].set_index("dataset")
     # Even on 32-px images the re-fit of the high-SNR branch beats the 2-epoch network by far.

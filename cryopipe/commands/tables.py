@@ -31,6 +31,24 @@ def add_args(p) -> None:
     p.add_argument("--plot", required=True, help="output summary figure (.png)")
 
 
+def constant_estimates(align, names: list[str], index):
+    """The alignment's set-1 estimates reduced to one value per parameter (medians; the orientation
+    medoid), given to every image of `index`: the errors of a network that learnt nothing from the
+    images, i.e. the level the network's own rows must beat to mean anything."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from cryopipe.analysis.errors import EULER, ORIGIN
+    from cryopipe.geometry import quaternion_to_euler
+    from cryopipe.nn.targets import constant_prediction, targets_from_tables
+
+    c = constant_prediction({k: torch.as_tensor(v) for k, v in targets_from_tables(align, align, names).items()})
+    row = dict(zip(EULER, quaternion_to_euler(c["orientation"][None]).numpy()[0]))
+    row |= dict(zip(ORIGIN, c["shifts"].numpy())) | dict(zip(names, c["amplitudes"].numpy()))
+    return pd.DataFrame({k: np.full(len(index), v) for k, v in row.items()}, index=index)
+
+
 def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], dict]:
     """Rows of parameter-error summaries for one dataset, and {name: per-image errors} for ratios.
     `refined`: also the set-2 poses re-fitted after the network (refine/<dataset>/)."""
@@ -65,6 +83,8 @@ def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], di
     atoms = Atoms.load(R / "reference" / "atoms.npz")
     modes = Modes.load(R / "modes" / "modes.npz").select([int(n[4:]) for n in names])
 
+    const = constant_estimates(align, names, net2.index.union(test.index))
+
     def compare(a, b, idx):
         return errors(parameters(a, names, idx), parameters(b, names, idx), names, atoms.coords, modes, apix)
 
@@ -74,8 +94,10 @@ def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], di
         runs[("alignment vs truth", "small test")] = compare(align, truth, test.index)
         runs[("network vs truth", "small test")] = compare(test, truth, test.index)
     runs[("network vs alignment", "small test")] = compare(test, align, test.index)
+    runs[("constant prediction vs alignment", "small test")] = compare(const, align, test.index)
     if truth is not None:
         runs[("network vs truth", "set 2")] = compare(net2, truth, net2.index)
+        runs[("constant prediction vs truth", "set 2")] = compare(const, truth, net2.index)
     if refined:
         ref2, _, _ = indexed(R / "refine" / ds / "particles.star", R / "refine" / ds / "amplitudes.csv")
         if truth is not None:
@@ -110,6 +132,7 @@ def main(args) -> None:
         group_tables.append(groups)
         s = {"dataset": ds, "SNR": grid["snr"], "defocus (µm)": "–".join(map(str, grid["defocus"])) if grid["defocus"] else ""}
         for (comp, subset), key in ((("alignment vs truth", "set 1 (kept)"), "alignment"), (("network vs truth", "set 2"), "network"),
+                                    (("constant prediction vs truth", "set 2"), "constant prediction"),
                                     (("network vs alignment", "small test"), "network vs alignment"),
                                     (("network + refinement vs truth", "set 2"), "refined")):
             if (comp, subset) in runs:

@@ -98,7 +98,12 @@ def main(args) -> None:
         shutil.copyfile(out_dir / "history.csv", args.history)
     if Path(args.curve).resolve() != (out_dir / "learning_curve.png").resolve():
         shutil.copyfile(out_dir / "learning_curve.png", args.curve)
-    best = history["val_loss"].min()
-    print(f"train: {len(history)} epochs, best validation loss {best:.4f}, "
+    best, constant = history["val_loss"].min(), history["constant_val_loss"].iloc[-1]
+    print(f"train: {len(history)} epochs, best validation loss {best:.4f} (constant prediction {constant:.4f}), "
           f"{history['train_images_per_s'].median():.1f} training images/s")
+    if best > 0.9 * constant:
+        # Say it where people look: the predictions of such a network are close to one value for every image.
+        print(f"warning: {args.kind} network: the best validation loss is within 10% of a constant prediction's; "
+              "it has learnt little from the images. Train on more images or for more epochs (README: "
+              "'How much data the network needs'), or re-fit set 2 after it (refine.mode).")
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cryopipe.nn.augment import random_inplane
-from cryopipe.nn.targets import loss_terms
+from cryopipe.nn.targets import constant_loss, loss_terms
 
 
 @dataclass
@@ -70,6 +70,10 @@ def plot_learning_curve(history: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(history["epoch"], history["train_loss"], label="train")
     ax.plot(history["epoch"], history["val_loss"], label="validation")
+    if "constant_val_loss" in history and history["constant_val_loss"].notna().any():
+        # a network that learnt nothing from the images sits on this line
+        ax.axhline(float(history["constant_val_loss"].iloc[-1]), color="grey", ls="--", lw=1,
+                   label="validation, constant prediction")
     ax.set_xlabel("epoch")
     ax.set_ylabel("L1 loss (standardised)")
     ax.set_yscale("log")
@@ -91,6 +95,14 @@ def evaluate(model, loader, device, amp: bool) -> float:
             total += float(sum(terms.values())) * len(imgs)
             n += len(imgs)
     return total / max(n, 1)
+
+
+def _constant_baseline(train_ds: Dataset, val_ds: Dataset) -> float:
+    """Validation loss of the best constant prediction (nan when the datasets do not expose `targets`)."""
+    tr, va = getattr(train_ds, "targets", None), getattr(val_ds, "targets", None)
+    if not tr or not va or len(val_ds) == 0:
+        return float("nan")
+    return constant_loss(tr, va)
 
 
 def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSettings, out_dir: Path, *, meta: dict,
@@ -128,6 +140,9 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
                 print(f"resuming from epoch {ck['epoch']} ({last})")
         elif rank == 0:
             print(f"{last} was written with other settings; starting afresh")
+    baseline = _constant_baseline(train_ds, val_ds)
+    if rank == 0 and baseline == baseline:
+        print(f"validation loss of the best constant prediction (a network that learns nothing): {baseline:.4f}")
     val_loader = DataLoader(val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=_collate, num_workers=st.num_workers)
     done_here = 0
     for epoch in range(start, st.epochs + 1):
@@ -168,6 +183,7 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
         improved = val < best
         best, bad = (val, 0) if improved else (best, bad + 1)
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val, "lr": opt.param_groups[0]["lr"],
+                        "constant_val_loss": baseline,
                         "seconds": seconds, "train_images_per_s": n * world / seconds})
         if rank == 0:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,

@@ -52,6 +52,32 @@ def quaternion_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.minimum((pred - target).abs().sum(-1), (pred + target).abs().sum(-1))
 
 
+def constant_prediction(targets: dict[str, torch.Tensor], max_candidates: int = 512, max_targets: int = 4096) -> dict[str, torch.Tensor]:
+    """The best single prediction for every image under the L1 training loss: what a network that has
+    learnt nothing from the images converges to, and the level its validation loss must beat.
+
+    Amplitudes and shifts: the per-component median. Orientation: the quaternion medoid, i.e. the
+    target quaternion with the least mean sign-invariant L1 distance to the others (evenly spaced
+    subsets of candidates and targets bound the cost on large sets).
+    """
+    out = {}
+    for k, v in targets.items():
+        if k == "orientation":
+            cand = v[torch.linspace(0, len(v) - 1, min(len(v), max_candidates)).long()]
+            ref = v[torch.linspace(0, len(v) - 1, min(len(v), max_targets)).long()]
+            cost = torch.stack([quaternion_l1(c.expand_as(ref), ref).mean() for c in cand])
+            out[k] = cand[int(torch.argmin(cost))]
+        else:
+            out[k] = v.median(dim=0).values
+    return out
+
+
+def constant_loss(train_targets: dict[str, torch.Tensor], val_targets: dict[str, torch.Tensor]) -> float:
+    """Validation loss (summed over kinds, as the engine reports it) of `constant_prediction(train_targets)`."""
+    const = constant_prediction(train_targets)
+    return float(sum(loss_terms({k: c.expand_as(val_targets[k]) for k, c in const.items()}, val_targets).values()))
+
+
 def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Mean L1 loss per kind (standardised amplitudes/shifts; quaternion L1 up to sign)."""
     terms = {}

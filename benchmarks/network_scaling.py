@@ -12,6 +12,10 @@ curve says how many images the network needs at best. Compare with the alignment
 
     python benchmarks/network_scaling.py --train 500 2000 5000 --epochs 15          # CPU, ~20 min
     python benchmarks/network_scaling.py --train 500 2000 8000 20000 --epochs 60 --device cuda
+    python benchmarks/network_scaling.py --train 500 2000 5000 --epochs 0    # the constant prediction only
+
+Beside each row it prints the errors of the best constant prediction (the L1-optimal single value
+of the training targets for every image): a network that has learnt nothing scores exactly that.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def main() -> None:
     from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_matrix
     from cryopipe.nn.engine import TrainSettings, fit
     from cryopipe.nn.heads import Regressor
-    from cryopipe.nn.targets import Standardiser, targets_from_tables
+    from cryopipe.nn.targets import Standardiser, constant_prediction, targets_from_tables
 
     torch.set_num_threads(args.threads)
     n_pool = max(args.train) + args.test
@@ -68,34 +72,48 @@ def main() -> None:
         def __getitem__(self, i):
             return imgs[self.idx[i]][None], {k: v[i] for k, v in self.targets.items()}, i
 
-    print(f"{'train':>6} {'epochs':>6} {'minutes':>8} {'angle (°)':>10} {'shift (px)':>10} {'|Δa| (Å)':>9}")
+    print(f"{'train':>6} {'epochs':>6} {'minutes':>8} {'angle (°)':>10} {'shift (px)':>10} {'|Δa| (Å)':>9}   "
+          f"constant prediction: {'angle':>6} {'shift':>6} {'|Δa|':>6}")
+    nan = float("nan")
+
+    def held_out_errors(pred):
+        angle = angular_distance(quaternion_to_matrix(torch.as_tensor(pred["orientation"], dtype=torch.float64)),
+                                 R_true).numpy().mean() if "orientation" in pred else nan
+        shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix if "shifts" in pred else nan
+        amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean() if "amplitudes" in pred else nan
+        return angle, shift, amp
+
     for n in args.train:
         n_val = max(n // 10, 1)
         tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
         raw = {k: v for k, v in targets_from_tables(truth, truth, cols).items() if k in args.kinds}
+        # what a network that learnt nothing predicts for every image (the L1-best constant of its targets)
+        const = constant_prediction({k: torch.as_tensor(v[tr]) for k, v in raw.items()})
+        const_err = held_out_errors({k: np.tile(v.numpy(), (args.test, 1)) for k, v in const.items()})
         std = Standardiser.fit({k: v[tr] for k, v in raw.items()})
         ds = {name: Images(idx, std.forward({k: v[idx] for k, v in raw.items()})) for name, idx in (("train", tr), ("val", va))}
-        torch.manual_seed(args.seed)
-        model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
-        st = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, lr_step=max(args.epochs * 2 // 3, 1),
-                           patience=args.epochs, seed=args.seed, device=args.device,
-                           augment_inplane=not args.no_augment)
         t1 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as out:
-            fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
-            model.load_state_dict(torch.load(f"{out}/best.pt", weights_only=False)["model"])
+        if args.epochs > 0:
+            torch.manual_seed(args.seed)
+            model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
+            st = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, lr_step=max(args.epochs * 2 // 3, 1),
+                               patience=args.epochs, seed=args.seed, device=args.device,
+                               augment_inplane=not args.no_augment)
+            with tempfile.TemporaryDirectory() as out:
+                fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
+                model.load_state_dict(torch.load(f"{out}/best.pt", weights_only=False)["model"])
+            model.eval()
+            dev = torch.device(args.device)
+            with torch.no_grad():
+                outs = [model(imgs[test][i : i + 256, None].to(dev)) for i in range(0, args.test, 256)]
+            pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64)
+                                for k in args.kinds})
+            err = held_out_errors(pred)
+        else:  # --epochs 0: only the constant prediction's errors
+            err = (nan, nan, nan)
         minutes = (time.perf_counter() - t1) / 60
-        model.eval()
-        dev = torch.device(args.device)
-        with torch.no_grad():
-            outs = [model(imgs[test][i : i + 256, None].to(dev)) for i in range(0, args.test, 256)]
-        pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64) for k in args.kinds})
-        nan = float("nan")
-        angle = angular_distance(quaternion_to_matrix(torch.tensor(pred["orientation"])), R_true).numpy().mean() if "orientation" in pred else nan
-        shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix if "shifts" in pred else nan
-        amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean() if "amplitudes" in pred else nan
-        print(f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {angle:>10.1f} {shift:>10.2f} {amp:>9.2f}", flush=True)
-
+        print(f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {err[0]:>10.1f} {err[1]:>10.2f} {err[2]:>9.2f}   "
+              f"{'':>20} {const_err[0]:>6.1f} {const_err[1]:>6.2f} {const_err[2]:>6.2f}", flush=True)
 
 if __name__ == "__main__":
     main()

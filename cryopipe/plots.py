@@ -193,17 +193,19 @@ def save_benchmark_summary(path, summary) -> None:
               ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)",
                                        "constant prediction: amplitudes RMSD (Å)", "refined: amplitudes RMSD (Å)"]),
               ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"])]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    colours = {"alignment": "C0", "network": "C1", "constant prediction": "0.6", "refined": "C3"}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
     x = np.arange(len(summary))
     for ax, (ylabel, cols) in zip(axes, panels):
         cols = [c for c in cols if c in summary.columns]
         for j, c in enumerate(cols):
             width = 0.76 / len(cols)
-            ax.bar(x + (j - (len(cols) - 1) / 2) * width, summary[c].to_numpy(dtype=float), width=width * 0.95, label=c)
+            ax.bar(x + (j - (len(cols) - 1) / 2) * width, summary[c].to_numpy(dtype=float), width=width * 0.95,
+                   label=c, color=colours.get(c.split(":")[0]))
         ax.set_xticks(x)
         ax.set_xticklabels(summary["dataset"], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -76,7 +76,9 @@ def plot_learning_curve(history: pd.DataFrame, path: Path) -> None:
                    label="validation, constant prediction")
     ax.set_xlabel("epoch")
     ax.set_ylabel("L1 loss (standardised)")
-    ax.set_yscale("log")
+    losses = pd.concat([history["train_loss"], history["val_loss"]])
+    if losses.min() > 0 and losses.max() / losses.min() > 3:  # log only where it helps: else 3.5×10⁰ labels
+        ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

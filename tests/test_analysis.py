@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cryopipe.analysis.errors import errors, to_markdown
-from cryopipe.analysis.groups import assign_groups, in_polygons, n_groups, pc1_bins
+from cryopipe.analysis.groups import assign_groups, density_peaks, in_polygons, n_groups, pc1_bins
 from cryopipe.analysis.space import fit_pca
 from cryopipe.geometry import matrix_to_euler, random_rotations
 from cryopipe.imaging.ctf import ctf_2d
@@ -56,6 +56,30 @@ def test_groups_by_bins_kmeans_gmm_and_polygons():
     assert lab.tolist() == [0, -1]
     assert n_groups({"method": "polygons", "polygons": [square, square]}) == 2
     assert n_groups({"method": "pc1_bins", "k": 4, "bins": [0, 1, 2]}) == 2
+
+
+def test_dense_regions_find_the_dense_blobs_and_leave_the_background_out():
+    g = np.random.default_rng(2)
+    centres = np.array([[3.0, -1.0], [-3.0, 0.0], [0.0, 2.5]])
+    sizes = [300, 600, 400]  # the densest blob is not the first, nor leftmost
+    blobs = np.concatenate([c + 0.3 * g.standard_normal((n, 2)) for c, n in zip(centres, sizes)])
+    which = np.repeat([0, 1, 2], sizes)
+    background = g.uniform(-6, 6, (300, 2))
+    pts = np.concatenate([blobs, background])
+    found, bandwidth, separation = density_peaks(pts, 3)
+    for c in centres:  # each blob centre found once, to within a fraction of its width
+        assert np.linalg.norm(found - c, axis=1).min() < 0.15
+    assert np.linalg.norm(found[0] - centres[1]) < 0.15  # densest first
+    labels = assign_groups(pts, pts[:, 0], {"method": "dense", "k": 3}, seed=0)
+    # Groups numbered by mean PC1 (here x): group 0 is the blob at x = −3, group 2 the one at x = 3.
+    for grp, blob in ((0, 1), (1, 2), (2, 0)):
+        assert (labels[: len(blobs)][which == blob] == grp).mean() > 0.99
+    far = np.linalg.norm(background[:, None] - centres[None], axis=2).min(1) > separation / 2 + 0.2
+    assert (labels[len(blobs):][far] == -1).all() and far.sum() > 150  # the empty space is in no group
+    narrow = assign_groups(pts, pts[:, 0], {"method": "dense", "k": 3, "radius": 0.5}, seed=0)
+    assert ((narrow >= 0) <= (labels >= 0)).all() and (narrow >= 0).sum() < (labels >= 0).sum()
+    with pytest.raises(ValueError, match="analysis.cluster.k"):  # 40 regions 4 units apart do not fit
+        assign_groups(pts, pts[:, 0], {"method": "dense", "k": 40, "separation": 4.0}, seed=0)
 
 
 def test_umap_is_seeded_and_keeps_clusters_apart():

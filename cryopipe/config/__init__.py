@@ -63,7 +63,7 @@ def _check_consistency(cfg: dict, source: str) -> None:
     cl = cfg["analysis"]["cluster"]
     if cl["method"] == "polygons" and not cl["polygons"]:
         raise CryopipeError(f"{source}: config key 'analysis.cluster.polygons': method 'polygons' needs at least one polygon")
-    if cl["space"] == "umap" and not cfg["analysis"]["umap"] and cl["method"] in ("kmeans", "gmm", "polygons"):
+    if cl["space"] == "umap" and not cfg["analysis"]["umap"] and cl["method"] in ("kmeans", "gmm", "dense", "polygons"):
         raise CryopipeError(f"{source}: config key 'analysis.cluster.space': 'umap' needs analysis.umap: true")
     if cl["bins"] is not None and sorted(cl["bins"]) != list(cl["bins"]):
         raise CryopipeError(f"{source}: config key 'analysis.cluster.bins': edges must increase")

@@ -149,8 +149,9 @@ def save_groups(path, table, space: str, edges=None, title: str = "") -> None:
     for k in sorted(set(g)):
         sel = g == k
         label = "none" if k < 0 else f"group {k} ({sel.sum()})"
-        axes[0].scatter(x[sel], y[sel], s=3, label=label, color="lightgray" if k < 0 else None)
-        axes[1].hist(table["pc1"].to_numpy()[sel], bins=40, alpha=0.6, label=label)
+        colour = "lightgray" if k < 0 else f"C{k % 10}"  # the same colour for a group in both panels
+        axes[0].scatter(x[sel], y[sel], s=3, label=label, color=colour)
+        axes[1].hist(table["pc1"].to_numpy()[sel], bins=40, alpha=0.6, label=label, color=colour)
     for e in edges if edges is not None else []:
         if np.isfinite(e):
             axes[1].axvline(e, color="k", lw=0.8)

@@ -215,6 +215,20 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
         assert (sub["pc1"] <= space["pc1"].median()).all() == (k == 0)
         np.testing.assert_array_equal(load_images(particles, path), load_images(raw, sim / "particles.star", np.array(ids)))
     assert sorted(seen) == list(range(n))
+    # Dense regions: images between them are in no group's STAR; asking for more regions than fit is
+    # a one-line error naming the key, and no group file is written.
+    dense = {**TINY, "analysis": {"cluster": {"method": "dense", "k": 2}}}
+    run_cli("cluster", "--params", stage_json("cluster", dense), "--space", tmp_path / "space.csv", "--raw-star",
+            sim / "particles.star", "--out", tmp_path / "dense.csv", "--groups", *stars, "--plot", tmp_path / "dense.png")
+    labels = pd.read_csv(tmp_path / "dense.csv")["group"]
+    assert (labels == -1).any() and sum(len(read_star(p)[0]) for p in stars) == (labels >= 0).sum()
+    crowded = {**TINY, "analysis": {"cluster": {"method": "dense", "k": 2, "separation": 100.0}}}
+    fresh = [tmp_path / "crowded0.star", tmp_path / "crowded1.star"]
+    proc = run_cli("cluster", "--params", stage_json("cluster", crowded), "--space", tmp_path / "space.csv", "--raw-star",
+                   sim / "particles.star", "--out", tmp_path / "crowded.csv", "--groups", *fresh, "--plot",
+                   tmp_path / "crowded.png", check=False)
+    assert proc.returncode != 0 and "analysis.cluster.k" in proc.stderr and "space.csv" in proc.stderr
+    assert not any(p.exists() for p in [*fresh, tmp_path / "crowded.csv"])
 
 
 def test_trajectory_frames_are_linear_along_the_axis(tiny_dataset, tmp_path):
@@ -275,6 +289,7 @@ def test_evaluate_scores_maps_against_the_true_centroid(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("bad, key", [({"cluster": {"method": "polygons"}}, "analysis.cluster.polygons"),
                                       ({"cluster": {"method": "kmeans", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
+                                      ({"cluster": {"method": "dense", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
                                       ({"cluster": {"bins": [1.0, 0.0]}}, "analysis.cluster.bins")])
 def test_inconsistent_analysis_config_names_the_key(bad, key):
     from cryopipe.config import validate_config

@@ -85,8 +85,8 @@ def density_peaks(x: np.ndarray, k: int, bandwidth: float | None = None, separat
     for _ in range(k):
         i = int(np.argmax(density))
         if density.flat[i] <= floor:
-            raise ValueError(f"only {len(centres)} regions at least {separation:.3g} apart are dense enough "
-                             f"(analysis.cluster.k: {k}; lower it, or `separation`)")
+            raise ValueError(f"only {len(centres)} dense region(s) lie at least {separation:.3g} apart, "
+                             f"analysis.cluster.k asks for {k} (lower k or analysis.cluster.separation)")
         c = np.array([gx.flat[i], gy.flat[i]])
         centres.append(c)
         density[(gx - c[0]) ** 2 + (gy - c[1]) ** 2 < separation**2] = 0.0

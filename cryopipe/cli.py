@@ -30,6 +30,7 @@ COMMANDS = {
     "evaluate": "cryopipe.commands.evaluate",
     "trajectory": "cryopipe.commands.trajectory",
     "tables": "cryopipe.commands.tables",
+    "overlap": "cryopipe.commands.overlap",
     "validate-config": "cryopipe.commands.validate_config",
 }
 

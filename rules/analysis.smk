@@ -146,7 +146,8 @@ rule benchmark_tables:
         parameters=report(res("benchmark/parameters.csv"), caption="../report/benchmark.rst", category="Benchmark"),
         groups=report(res("benchmark/groups.csv"), caption="../report/benchmark.rst", category="Benchmark"),
         summary=report(res("benchmark/summary.csv"), caption="../report/benchmark.rst", category="Benchmark"),
-        markdown=multiext(res("benchmark/"), "parameters.md", "groups.md", "summary.md"),
+        path=report(res("benchmark/path.csv"), caption="../report/benchmark.rst", category="Benchmark"),
+        markdown=multiext(res("benchmark/"), "parameters.md", "groups.md", "summary.md", "path.md"),
         plot=report(res("benchmark/summary.png"), caption="../report/benchmark.rst", category="Benchmark"),
     params:
         cfg=stage_params("tables"),
@@ -162,4 +163,4 @@ rule benchmark_tables:
         runtime=30,
     shell:
         "python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
-        " --groups {output.groups} --summary {output.summary} --plot {output.plot} > {log} 2>&1"
+        " --groups {output.groups} --summary {output.summary} --path {output.path} --plot {output.plot} > {log} 2>&1"

@@ -262,13 +262,15 @@ def test_evaluate_scores_maps_against_the_true_centroid(tiny_dataset, tmp_path):
 
     truth = pd.read_csv(tiny_dataset / "sim" / "truth.csv").set_index("particle")
     atoms, modes = Atoms.load(tiny_dataset / "atoms.npz"), Modes.load(tiny_dataset / "modes.npz")
+    cols = ["mode7", "mode8", "mode9"]
     groups = pd.DataFrame({"particle": truth.index, "group": (truth.index >= 12).astype(int)})
     groups.to_csv(tmp_path / "groups.csv", index=False)
     g = np.random.default_rng(10)
     paths = {"half1": [], "half2": [], "maps": []}
     size, apix = 40, 2.0
     for k in range(2):
-        ref, _ = centroid_map(truth, groups.loc[groups["group"] == k, "particle"].to_numpy(), atoms, modes, size, apix, 5.0)
+        ref, _ = centroid_map(truth, groups.loc[groups["group"] == k, "particle"].to_numpy(), atoms, modes.select([7, 8, 9]), cols,
+                              size, apix, 5.0)
         noise = 0.3 * float(ref.std()) if k == 0 else 3.0 * float(ref.std())  # group 1 much noisier
         for key in paths:
             p = tmp_path / f"g{k}_{key}.mrc"

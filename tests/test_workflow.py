@@ -96,7 +96,7 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert (results / "logs" / "simulate" / f"{ds}.log").exists()
         assert (results / "benchmarks" / "preprocess" / f"{ds}.tsv").exists()
         amps = pd.read_csv(results / "align" / ds / "amplitudes.csv")
-        assert len(amps) == 80 and {"mode7", "cc", "mahalanobis", "kept", "angle_error"} <= set(amps.columns)
+        assert len(amps) == 80 and {"mode7", "cc", "cc_z", "margin", "mahalanobis", "kept", "angle_error"} <= set(amps.columns)
         pred = pd.read_csv(results / "infer" / ds / "amplitudes.csv")
         assert len(pred) == 120 and pred["mode7"].notna().all()
         assert (results / "train" / ds / "combined" / "learning_curve.png").exists()
@@ -112,6 +112,7 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         table = pd.read_csv(results / "benchmark" / f"{name}.csv")
         assert set(table["dataset"]) == set(datasets)
         assert (results / "benchmark" / f"{name}.md").read_text().startswith("| ")
+    assert pd.read_csv(results / "benchmark" / "path.csv").empty  # helix data: no morph path to score
     params = pd.read_csv(results / "benchmark" / "parameters.csv")
     assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth",
             "constant prediction vs truth", "constant prediction vs alignment"} <= set(params["comparison"])

@@ -1,4 +1,11 @@
-"""The deformable reference the images are fitted with: r + Σ a_k m_k, rotated, projected, shifted.
+"""The deformable reference the images are fitted with: r + z·o + Σ a_k m_k, rotated, projected, shifted.
+
+z ∈ {0, 1} picks one of two starting conformations: the reference r (z = 0) or, when a second known
+structure is given (`align.second_reference`), r + o where o is the part of (target − r) that the
+fitted modes cannot express (`second_reference_offset`), so r + o + Σ c_k m_k is the target itself
+for its least-squares amplitudes c. Both share the mode vectors and the amplitude coordinates: an
+image's amplitudes mean the same from either start. z is chosen per image (the better fit), never
+refined continuously: in between the two structures the model has only its modes.
 
 Rendering uses the simulator's projector (`project_atoms`), so the fit and the simulated data
 share one image model. For the coarse stages the atoms are merged into one Gaussian bead per
@@ -23,45 +30,69 @@ class DeformableReference:
     weights: torch.Tensor  # (N,)
     modes: torch.Tensor  # (M, N, 3), amplitude unit Å RMSD of the full-atom model
     sigma: torch.Tensor | float  # Å, scalar or (N,)
+    offset: torch.Tensor | None = None  # (N, 3) Å: the second starting conformation is coords + offset
 
     def to(self, device, dtype=torch.float32) -> "DeformableReference":
         sig = self.sigma.to(device, dtype) if isinstance(self.sigma, torch.Tensor) else self.sigma
+        off = None if self.offset is None else self.offset.to(device, dtype)
         return DeformableReference(self.coords.to(device, dtype), self.weights.to(device, dtype),
-                                   self.modes.to(device, dtype), sig)
+                                   self.modes.to(device, dtype), sig, off)
 
     def render(self, amplitudes: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor | None, *, size: int,
-               pixel_size: float) -> torch.Tensor:
-        """Images (B, size, size) for amplitudes (B, M), RELION matrices (B, 3, 3), origins Å (B, 2)."""
+               pixel_size: float, second: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, size, size) for amplitudes (B, M), RELION matrices (B, 3, 3), origins Å (B, 2), and the
+        starting conformation z (B,) of each (0: reference, 1: second reference; None: all 0)."""
         xyz = self.coords + torch.einsum("bk,knd->bnd", amplitudes, self.modes)
+        if second is not None and self.offset is not None:
+            xyz = xyz + second.to(xyz.dtype)[:, None, None] * self.offset
         return project_atoms(xyz, self.weights, rotations, origins, pixel_size=pixel_size, size=size, sigma=self.sigma)
 
 
-def full_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, sigma: float) -> DeformableReference:
-    return DeformableReference(torch.as_tensor(coords), torch.as_tensor(weights), torch.as_tensor(modes), float(sigma))
+def _tensor_or_none(x):
+    return None if x is None else torch.as_tensor(x)
 
 
-def heavy_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, elements, sigma: float) -> DeformableReference:
+def second_reference_offset(displacement: np.ndarray, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset o (N, 3), amplitudes c (M,)) with displacement = o + Σ c_k m_k, c least squares."""
+    from cryopipe.structure.modes import deform, project_displacement
+
+    c = project_displacement(displacement, modes)
+    return displacement - deform(np.zeros_like(displacement), modes, c), c
+
+
+def full_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, sigma: float,
+                        offset: np.ndarray | None = None) -> DeformableReference:
+    return DeformableReference(torch.as_tensor(coords), torch.as_tensor(weights), torch.as_tensor(modes), float(sigma),
+                               _tensor_or_none(offset))
+
+
+def heavy_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, elements, sigma: float,
+                         offset: np.ndarray | None = None) -> DeformableReference:
     """All atoms but hydrogens, each hydrogen's weight moved onto its nearest heavy atom: the same
     density at ≥ 3 Å resolution for about half the Gaussians (what the fine stage renders)."""
     from scipy.spatial import cKDTree
 
     is_h = np.char.upper(np.asarray(elements, dtype=str)) == "H"
     if not is_h.any() or is_h.all():
-        return full_atom_reference(coords, weights, modes, sigma)
+        return full_atom_reference(coords, weights, modes, sigma, offset)
     heavy = np.nonzero(~is_h)[0]
     _, nearest = cKDTree(coords[heavy]).query(coords[is_h])
     w = weights[heavy] + np.bincount(nearest, weights=weights[is_h], minlength=len(heavy))
-    return DeformableReference(torch.as_tensor(coords[heavy]), torch.as_tensor(w), torch.as_tensor(modes[:, heavy]), float(sigma))
+    return DeformableReference(torch.as_tensor(coords[heavy]), torch.as_tensor(w), torch.as_tensor(modes[:, heavy]), float(sigma),
+                               None if offset is None else torch.as_tensor(offset[heavy]))
 
 
-def residue_beads(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, residue_keys, sigma: float) -> DeformableReference:
+def residue_beads(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, residue_keys, sigma: float,
+                  offset: np.ndarray | None = None) -> DeformableReference:
     """One Gaussian bead per residue (see module docstring)."""
     _, group = np.unique(np.asarray(residue_keys), return_inverse=True)
     n = group.max() + 1
     w = np.bincount(group, weights=weights, minlength=n)
     centre = np.stack([np.bincount(group, weights=weights * coords[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
     spread = np.bincount(group, weights=weights * ((coords - centre[group]) ** 2).sum(1), minlength=n) / w
-    bead_modes = np.stack([np.stack([np.bincount(group, weights=weights * m[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
-                           for m in modes])
-    return DeformableReference(torch.as_tensor(centre), torch.as_tensor(w), torch.as_tensor(bead_modes),
-                               torch.as_tensor(np.sqrt(sigma**2 + spread / 3.0)))
+    def bead_mean(field: np.ndarray) -> np.ndarray:  # weighted mean of a displacement field over each residue
+        return np.stack([np.bincount(group, weights=weights * field[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
+
+    return DeformableReference(torch.as_tensor(centre), torch.as_tensor(w), torch.as_tensor(np.stack([bead_mean(m) for m in modes])),
+                               torch.as_tensor(np.sqrt(sigma**2 + spread / 3.0)),
+                               None if offset is None else torch.as_tensor(bead_mean(offset)))

@@ -74,8 +74,10 @@ class ImageBatch:
 
 
 def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: torch.Tensor, origins: torch.Tensor,
-           amplitudes: torch.Tensor, stages: list[Stage]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Refined (rotations, origins, amplitudes, cc at the last stage) for B images."""
+           amplitudes: torch.Tensor, stages: list[Stage], second: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refined (rotations, origins, amplitudes, cc at the last stage) for B images; `second` (B,) is each
+    image's starting conformation (`DeformableReference.render`), held fixed."""
     A0 = rotations.detach().clone()
     origins = origins.detach().clone()
     amplitudes = amplitudes.detach().clone()
@@ -94,7 +96,7 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
             for g, lr in zip(opt.param_groups, base):  # cosine decay: large moves first, then settle
                 g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / st.steps))
             A = torch.matrix_exp(skew(omega)) @ A0
-            img = model.render(a, A, o, size=st.size, pixel_size=px)
+            img = model.render(a, A, o, size=st.size, pixel_size=px, second=second)
             cc = correlation(torch.fft.rfft2(img), image_ft, model_ctf, w)
             opt.zero_grad()
             (-cc.sum()).backward()
@@ -102,5 +104,6 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
         with torch.no_grad():
             A0 = torch.matrix_exp(skew(omega)) @ A0
             origins, amplitudes = o.detach(), a.detach()
-            cc = correlation(torch.fft.rfft2(model.render(amplitudes, A0, origins, size=st.size, pixel_size=px)), image_ft, model_ctf, w)
+            final = model.render(amplitudes, A0, origins, size=st.size, pixel_size=px, second=second)
+            cc = correlation(torch.fft.rfft2(final), image_ft, model_ctf, w)
     return A0, origins, amplitudes, cc

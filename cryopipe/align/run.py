@@ -58,8 +58,14 @@ def pick_distinct(scores: torch.Tensor, rot_idx: torch.Tensor, amp_idx: torch.Te
 
 
 class Aligner:
+    """Batched HEMNMA-style fit. With a second reference (`fine_ref.offset` set, `second_amplitudes` = the
+    amplitudes c of the second structure), the search starts from both conformations: the amplitude
+    starts around 0 (reference) and the same starts around c (second reference), and every candidate
+    keeps the conformation it came from."""
+
     def __init__(self, fine_ref: DeformableReference, beads_ref: DeformableReference, settings: AlignSettings,
-                 optics: dict, image_size: int, device: str = "cpu", ctf: bool = True, phase_flipped: bool = True):
+                 optics: dict, image_size: int, device: str = "cpu", ctf: bool = True, phase_flipped: bool = True,
+                 second_amplitudes: np.ndarray | None = None):
         self.s = settings
         self.device = torch.device(device)
         self.refs = {False: fine_ref.to(self.device), True: beads_ref.to(self.device)}
@@ -69,10 +75,18 @@ class Aligner:
         self.phase_flipped = phase_flipped
         n_modes = fine_ref.modes.shape[0]
         self.rotations = rotation_grid(settings.grid_spacing).to(self.device, torch.float32)
-        self.amp_starts = amplitude_starts(settings.search_amplitudes, n_modes, settings.search_combinations).to(self.device)
+        starts = amplitude_starts(settings.search_amplitudes, n_modes, settings.search_combinations)
+        second = torch.zeros(len(starts))
+        if fine_ref.offset is not None:
+            if second_amplitudes is None:
+                raise ValueError("a second reference needs its amplitudes (second_amplitudes)")
+            starts = torch.cat([starts, starts + torch.as_tensor(second_amplitudes, dtype=torch.float32)])
+            second = torch.cat([second, torch.ones(len(second))])
+        self.amp_starts, self.start_second = starts.to(self.device), second.to(self.device)
         self.search_px = optics["pixel_size"] * image_size / settings.search_size
         self.proj_ft = reference_projections(self.refs[True], self.rotations, self.amp_starts, size=settings.search_size,
-                                             pixel_size=self.search_px)
+                                             pixel_size=self.search_px,
+                                             second=self.start_second if fine_ref.offset is not None else None)
         self.shifts = shift_grid(settings.max_shift / self.search_px, device=self.device)
 
     def _batch(self, images: torch.Tensor, defocus: np.ndarray) -> ImageBatch:
@@ -81,8 +95,9 @@ class Aligner:
                           self.phase_flipped)
 
     def _search(self, batch: ImageBatch, K: int, block: slice = slice(None)):
-        """The K best distinct (rotation (B, K, 3, 3), origin Å (B, K, 2), amplitude start (B, K, M)) of the
-        global search against the projections `self.proj_ft[block]` (whole blocks of R rotations)."""
+        """The K best distinct (rotation (B, K, 3, 3), origin Å (B, K, 2), amplitude start (B, K, M), its
+        conformation z (B, K)) of the global search against the projections `self.proj_ft[block]` (whole
+        blocks of R rotations)."""
         R = len(self.rotations)
         image_ft, model_ctf, px = batch.at(self.s.search_size)
         w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
@@ -91,25 +106,35 @@ class Aligner:
         cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
         pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
         origins = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
-        return self.rotations[pidx % R], origins, self.amp_starts[pidx // R]
+        return self.rotations[pidx % R], origins, self.amp_starts[pidx // R], self.start_second[pidx // R]
 
-    def _fit_candidates(self, batch: ImageBatch, A0: torch.Tensor, o0: torch.Tensor, a0: torch.Tensor,
+    def _fit_candidates(self, batch: ImageBatch, A0: torch.Tensor, o0: torch.Tensor, a0: torch.Tensor, z0: torch.Tensor,
                         elastic: bool = True) -> dict[str, torch.Tensor]:
         """Coarse refinement of K candidates per image (B, K, ...), the best by cc refined fine.
-        `winner` is the index of the candidate that won."""
+
+        `winner` is the index of the candidate that won, `second` its conformation (`DeformableReference`),
+        `margin` its coarse cc minus that of the best candidate that ended > grid_spacing away in
+        orientation (NaN when every candidate converged to the winner's pose, or K = 1): a small margin
+        means another pose fits almost as well.
+        """
         B, K = A0.shape[:2]
         stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0))  # rigid: amplitudes held
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
+        z = z0.reshape(B * K)
         A, o, a, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
-                             a0.reshape(B * K, -1), coarse)
-        winner = cc.reshape(B, K).argmax(1)
+                             a0.reshape(B * K, -1), coarse, second=z)
+        cc = cc.reshape(B, K)
+        winner = cc.argmax(1)
         best = winner + torch.arange(B, device=self.device) * K
-        A, o, a = A[best], o[best], a[best]
+        far = angular_distance(A.reshape(B, K, 3, 3), A[best][:, None]) > self.s.grid_spacing
+        runner_up = torch.where(far, cc, torch.full_like(cc, -torch.inf)).amax(1)
+        margin = torch.where(far.any(1), cc[torch.arange(B), winner] - runner_up, torch.full_like(runner_up, torch.nan))
+        A, o, a, z = A[best], o[best], a[best], z[best]
         if fine:
-            A, o, a, cc = refine(self.refs, batch, A, o, a, fine)
+            A, o, a, cc = refine(self.refs, batch, A, o, a, fine, second=z)
         else:
-            cc = cc[best]
-        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "winner": winner}
+            cc = cc.reshape(-1)[best]
+        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "winner": winner, "second": z, "margin": margin}
 
     def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
         """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
@@ -134,21 +159,23 @@ class Aligner:
         A0 = rotations.to(self.device, torch.float32)[:, None]
         o0 = origins.to(self.device, torch.float32)[:, None]
         a0 = amplitudes.to(self.device, torch.float32)[:, None]
+        start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)  # the search start nearest each prediction
+        z0 = self.start_second[start][:, None]  # ... decides the prediction's conformation
         if search and self.s.candidates > 1:
             K = self.s.candidates - 1
             if elastic:  # the amplitudes are free: search every start, as the alignment does
-                A_s, o_s, a_s = self._search(batch, K)
+                A_s, o_s, a_s, z_s = self._search(batch, K)
             else:  # rigid: the projections of the start nearest each image's predicted conformation
                 A_s = torch.empty(B, K, 3, 3, device=self.device)
                 o_s = torch.empty(B, K, 2, device=self.device)
-                start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)
                 for q in start.unique().tolist():
                     sel = start == q
-                    A_s[sel], o_s[sel], _ = self._search(self._batch(images[sel.cpu()], np.asarray(defocus)[sel.cpu().numpy()]),
-                                                         K, slice(q * R, (q + 1) * R))
-                a_s = a0.expand(B, K, -1)
-            A0, o0, a0 = torch.cat([A0, A_s], 1), torch.cat([o0, o_s], 1), torch.cat([a0, a_s], 1)
-        res = self._fit_candidates(batch, A0, o0, a0, elastic)
+                    A_s[sel], o_s[sel], _, _ = self._search(self._batch(images[sel.cpu()],
+                                                                        np.asarray(defocus)[sel.cpu().numpy()]),
+                                                            K, slice(q * R, (q + 1) * R))
+                a_s, z_s = a0.expand(B, K, -1), z0.expand(B, K)
+            A0, o0, a0, z0 = torch.cat([A0, A_s], 1), torch.cat([o0, o_s], 1), torch.cat([a0, a_s], 1), torch.cat([z0, z_s], 1)
+        res = self._fit_candidates(batch, A0, o0, a0, z0, elastic)
         res["from_start"] = res.pop("winner") == 0
         return res
 
@@ -174,7 +201,7 @@ class Aligner:
         cat = {k: torch.cat(v) for k, v in out.items()}
         out = {"euler": matrix_to_euler(cat["rotations"].double()).numpy(), "rotations": cat["rotations"].double().numpy(),
                "origins": cat["origins"].double().numpy(), "amplitudes": cat["amplitudes"].double().numpy(),
-               "cc": cat["cc"].double().numpy()}
+               "cc": cat["cc"].double().numpy(), "second": cat["second"].numpy() > 0.5, "margin": cat["margin"].double().numpy()}
         if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
             out["from_start"] = cat["from_start"].numpy()
         return out

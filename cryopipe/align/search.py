@@ -14,13 +14,15 @@ from cryopipe.align.model import DeformableReference
 
 
 def reference_projections(ref: DeformableReference, rotations: torch.Tensor, amplitudes: torch.Tensor, *, size: int,
-                          pixel_size: float, chunk: int = 2048) -> torch.Tensor:
-    """rfft of projections for every (amplitude start, rotation): (Q·R, size, size//2+1), amplitude-major."""
+                          pixel_size: float, second: torch.Tensor | None = None, chunk: int = 2048) -> torch.Tensor:
+    """rfft of projections for every (amplitude start, rotation): (Q·R, size, size//2+1), amplitude-major.
+    `second` (Q,): each start's conformation (0: reference, 1: second reference)."""
     out = []
-    for a in amplitudes:
+    for q, a in enumerate(amplitudes):
         for lo in range(0, len(rotations), chunk):
             A = rotations[lo : lo + chunk]
-            imgs = ref.render(a.expand(len(A), -1), A, None, size=size, pixel_size=pixel_size)
+            z = None if second is None else second[q].expand(len(A))
+            imgs = ref.render(a.expand(len(A), -1), A, None, size=size, pixel_size=pixel_size, second=z)
             out.append(torch.fft.rfft2(imgs))
     return torch.cat(out)
 

@@ -55,12 +55,41 @@ def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt):
     vectors = modes.select(prm["modes"])
     sigma = sigma_for_resolution(prm["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
-    return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma),
-                   residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma), settings_from_params(prm, L),
+    offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors)
+    return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+                   residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings_from_params(prm, L),
                    {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
                     "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
                    L, device=pick_device(prm["device"]), ctf=prm["ctf"],
-                   phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))))
+                   phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))), second_amplitudes=second_amplitudes)
+
+
+def second_reference(spec: dict, atoms, vectors):
+    """(offset (N, 3), amplitudes (M,)) of `align.second_reference` for the fitted modes, or (None, None)."""
+    if not spec["pdb"]:
+        return None, None
+    import numpy as np
+
+    from cryopipe.align.model import second_reference_offset
+    from cryopipe.structure.target import target_displacement
+
+    moved = target_displacement(atoms, spec["pdb"], spec["selection"], key="align.second_reference.pdb")
+    offset, amps = second_reference_offset(moved.displacement, vectors)
+    print(f"align: second reference {spec['pdb']}: {moved.rmsd:.2f} Å RMSD from the reference ({len(moved.matched)} atoms "
+          f"matched), amplitudes {np.round(amps, 2).tolist()}, {np.sqrt((offset**2).sum(1).mean()):.2f} Å RMSD outside the modes")
+    return offset, amps
+
+
+def fit_quality(cc, threshold: float | None):
+    """Robust z-score of each image's cc within the population ((cc − median) / (1.4826·MAD)) and whether it
+    passes (z ≥ −threshold; every image when threshold is None). A wrong pose or conformation fits worse
+    than the population's typical image of the same data."""
+    import numpy as np
+
+    cc = np.asarray(cc, dtype=np.float64)
+    mad = 1.4826 * np.median(np.abs(cc - np.median(cc)))
+    z = (cc - np.median(cc)) / max(mad, 1e-12)
+    return z, (np.ones(len(cc), dtype=bool) if threshold is None else z >= -threshold)
 
 
 def main(args) -> None:
@@ -92,9 +121,14 @@ def main(args) -> None:
     table = pd.DataFrame(res["amplitudes"], columns=cols)
     table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
     table["cc"] = res["cc"]
+    table["cc_z"], cc_ok = fit_quality(res["cc"], prm["cc_threshold"])
+    table["margin"] = res["margin"]
+    if prm["second_reference"]["pdb"]:
+        table["second_reference"] = res["second"]
     table["mahalanobis"] = mahalanobis(res["amplitudes"])
-    table["kept"] = table["mahalanobis"] <= prm["outlier_threshold"]
-    title = f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {prm['outlier_threshold']})"
+    table["kept"] = (table["mahalanobis"] <= prm["outlier_threshold"]).to_numpy() & cc_ok
+    cc_rule = "" if prm["cc_threshold"] is None else f", cc ≥ median − {prm['cc_threshold']}σ"
+    title = f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {prm['outlier_threshold']}{cc_rule})"
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[table["particle"]]
         R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
@@ -102,10 +136,12 @@ def main(args) -> None:
         px = float(opt["rlnImagePixelSize"])
         table["shift_error_px"] = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / px
         for c in cols:
-            table[f"{c}_true"] = truth[c].to_numpy()
-        save_estimates_vs_truth(args.plot, table[cols].to_numpy(), truth[cols].to_numpy(), cols, table["angle_error"].to_numpy(),
+            if c in truth.columns:
+                table[f"{c}_true"] = truth[c].to_numpy()
+        true_amps = truth.reindex(columns=cols).to_numpy(dtype=np.float64)  # NaN for a mode the truth lacks
+        save_estimates_vs_truth(args.plot, table[cols].to_numpy(), true_amps, cols, table["angle_error"].to_numpy(),
                                 table["shift_error_px"].to_numpy(), title=title)
-        rs = [np.corrcoef(table[c], truth[c])[0, 1] for c in cols]
+        rs = [np.corrcoef(table[c], truth[c])[0, 1] if c in truth.columns else np.nan for c in cols]
         print(f"align: median angular error {table['angle_error'].median():.2f}°, median shift error "
               f"{table['shift_error_px'].median():.3f} px, amplitude r {np.round(rs, 3).tolist()}")
     else:

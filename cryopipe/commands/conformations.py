@@ -10,7 +10,7 @@ OUTPUTS = ["out", "plot"]
 def params_from_config(cfg: dict) -> dict:
     c = dict(cfg["conformations"])
     # Only the chosen distribution's settings matter; the others must not trigger re-runs.
-    for kind in ("helix", "uniform", "discrete", "interpolate"):
+    for kind in ("helix", "uniform", "discrete", "interpolate", "morph"):
         if kind != c["distribution"]:
             c.pop(kind)
     return {**c, "seed": cfg["seed"], "pixel_size": cfg["simulate"]["pixel_size"]}
@@ -25,22 +25,15 @@ def add_args(p) -> None:
 
 
 def target_amplitudes(prm: dict, atoms, mode_vectors):
-    """Amplitudes reproducing target − reference on matched atoms (same chain/residue/name)."""
-    import numpy as np
-
-    from cryopipe.errors import CryopipeError
-    from cryopipe.io.structure import atoms_from_selection, parse_structure
+    """Least-squares amplitudes of (superposed target − reference), the target of `interpolate` or `morph`."""
     from cryopipe.structure.modes import project_displacement
+    from cryopipe.structure.target import target_displacement
 
-    spec = prm["interpolate"]
-    tgt = atoms_from_selection(parse_structure(spec["target"], spec["selection"]), center=atoms.center)
-    key_ref = {(c, r, n): i for i, (c, r, n) in enumerate(zip(atoms.chains, atoms.resnums, atoms.names))}
-    pairs = [(key_ref[(c, r, n)], j) for j, (c, r, n) in enumerate(zip(tgt.chains, tgt.resnums, tgt.names)) if (c, r, n) in key_ref]
-    if len(pairs) < 10:
-        raise CryopipeError(f"{spec['target']}: fewer than 10 atoms match the reference by chain/residue/name")
-    i, j = np.array(pairs).T
-    disp = tgt.coords[j] - atoms.coords[i]
-    return project_displacement(disp, mode_vectors[:, i])
+    kind = prm["distribution"]
+    spec = prm[kind]
+    moved = target_displacement(atoms, spec["target"], spec["selection"], key=f"conformations.{kind}.target")
+    print(f"conformations: {spec['target']} is {moved.rmsd:.2f} Å RMSD from the reference over {len(moved.matched)} matched atoms")
+    return project_displacement(moved.displacement, mode_vectors)
 
 
 def main(args) -> None:
@@ -56,7 +49,7 @@ def main(args) -> None:
     modes = Modes.load(args.modes)
     vectors = modes.select(prm["modes"])
     target = None
-    if prm["distribution"] == "interpolate":
+    if prm["distribution"] in ("interpolate", "morph"):
         target = target_amplitudes(prm, Atoms.load(args.atoms), vectors)
         print(f"conformations: target amplitudes {np.round(target, 2).tolist()} Å RMSD")
     table = draw_conformations(prm, prm["seed"], prm["modes"], target)

@@ -8,7 +8,9 @@ OUTPUTS = ["fsc", "resolutions", "plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
-    return {**cfg["analysis"]["evaluate"], "resolution": cfg["reference"]["resolution"]}
+    from cryopipe.commands.simulate import motion_params
+
+    return {**cfg["analysis"]["evaluate"], "resolution": cfg["reference"]["resolution"], **motion_params(cfg)}
 
 
 def add_args(p) -> None:
@@ -25,18 +27,17 @@ def add_args(p) -> None:
     p.add_argument("--plot", required=True, help="output FSC figure (.png)")
 
 
-def centroid_map(truth, particles, atoms, modes, size: int, pixel_size: float, resolution: float):
-    """Map of the mean true conformation of `particles` (same Gaussians as the simulator)."""
+def centroid_map(truth, particles, atoms, motion, names, size: int, pixel_size: float, resolution: float):
+    """Map of the mean true conformation of `particles`: reference + Σ mean(truth column) · motion field
+    (`truth_motion`: the modes, or the morph), with the Gaussians of the alignment's model."""
     import numpy as np
     import torch
 
     from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution
-    from cryopipe.structure.conformations import mode_columns
     from cryopipe.structure.modes import deform
 
-    names = mode_columns(truth.columns)
     centroid = truth.loc[particles, names].to_numpy().mean(0)
-    coords = deform(atoms.coords, modes.select([int(n[4:]) for n in names]), centroid)
+    coords = deform(atoms.coords, motion, centroid)
     vol = atoms_to_map(torch.as_tensor(coords), torch.as_tensor(atoms.weights), pixel_size=pixel_size, size=size,
                        sigma=sigma_for_resolution(resolution))
     return vol, dict(zip(names, np.round(centroid, 3)))
@@ -71,6 +72,7 @@ def main(args) -> None:
     from cryopipe.io.mrc import read_mrc
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_fsc
+    from cryopipe.structure.conformations import truth_motion
     from cryopipe.structure.modes import Modes
 
     prm = resolve_params(args, params_from_config)
@@ -79,6 +81,7 @@ def main(args) -> None:
     groups = pd.read_csv(args.groups_table)
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     truth = pd.read_csv(args.truth).set_index("particle") if args.truth else None
+    motion, names = truth_motion(prm, atoms, modes) if truth is not None else (None, [])
     curves, rows, plot_curves = [], [], {}
     for g, (p1, p2, pm) in enumerate(zip(args.half1, args.half2, args.maps)):
         h1, apix = read_mrc(p1)
@@ -99,7 +102,7 @@ def main(args) -> None:
         row["resolution half-maps @0.143 (Å)"] = np.nan if empty else resolution_at(fh, L, apix, 0.143)
         ft = np.full(L // 2, np.nan)
         if truth is not None and len(members):
-            ref, centroid = centroid_map(truth, members, atoms, modes, L, apix, prm["resolution"])
+            ref, centroid = centroid_map(truth, members, atoms, motion, names, L, apix, prm["resolution"])
             if not empty:
                 ft = fsc(torch.as_tensor(full) * mask, ref * mask)[1]
             row["resolution vs truth @0.5 (Å)"] = np.nan if empty else resolution_at(ft, L, apix, 0.5)

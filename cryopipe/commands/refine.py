@@ -20,7 +20,8 @@ def params_from_config(cfg: dict) -> dict:
 
     r = cfg["refine"]
     a = align.params_from_config(cfg)
-    a.pop("outlier_threshold")  # set 1's filter; set 2 keeps every image
+    a.pop("outlier_threshold")  # set 1's filters; set 2 keeps every image
+    a.pop("cc_threshold")
     return {**a, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
 
 
@@ -82,6 +83,9 @@ def main(args) -> None:
     table["cc"] = res["cc"]
     table["angle_change"] = angular_distance(torch.tensor(res["rotations"]), R_net).numpy()
     table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
+    table["margin"] = res["margin"]
+    if prm["second_reference"]["pdb"]:
+        table["second_reference"] = res["second"]
     errors = None
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[ids]

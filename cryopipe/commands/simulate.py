@@ -25,8 +25,15 @@ def parse_dataset_name(name: str) -> tuple[float, tuple[float, float]]:
 
 def params_from_config(cfg: dict) -> dict:
     s = {k: v for k, v in cfg["simulate"].items() if k != "grid"}  # grid values come from the dataset name
-    return {**s, "seed": cfg["seed"], "resolution": cfg["reference"]["resolution"], "modes": cfg["conformations"]["modes"],
-            "device": cfg["device"]}
+    if s["density"] != "scattering":
+        s.pop("atom_b_factor")
+    return {**s, "seed": cfg["seed"], "resolution": cfg["reference"]["resolution"], **motion_params(cfg), "device": cfg["device"]}
+
+
+def motion_params(cfg: dict) -> dict:
+    """What moves the simulated atoms (`truth_motion`): the modes, or the morph between two structures."""
+    c = cfg["conformations"]
+    return {"distribution": c["distribution"], "modes": c["modes"], **({"morph": c["morph"]} if c["distribution"] == "morph" else {})}
 
 
 def add_args(p) -> None:
@@ -53,9 +60,9 @@ def main(args) -> None:
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.mrc import StackWriter
     from cryopipe.io.star import image_names, make_optics, write_star
-    from cryopipe.io.structure import Atoms
+    from cryopipe.io.structure import Atoms, element_symbols
     from cryopipe.plots import save_montage
-    from cryopipe.structure.conformations import amplitude_columns
+    from cryopipe.structure.conformations import truth_motion
     from cryopipe.structure.modes import Modes
 
     prm = resolve_params(args, params_from_config)
@@ -64,7 +71,7 @@ def main(args) -> None:
         raise CryopipeError(f"dataset {args.dataset}: SNR must be positive")
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     truth = pd.read_csv(args.conformations)
-    cols = amplitude_columns(prm["modes"])
+    motion, cols = truth_motion(prm, atoms, modes)
     missing = [c for c in cols + ["particle", "rlnAngleRot", "rlnOriginXAngst"] if c not in truth.columns]
     if missing:
         raise CryopipeError(f"{args.conformations}: missing column {missing[0]}")
@@ -74,8 +81,15 @@ def main(args) -> None:
     truth["snr"] = snr
     optics = Optics(prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"],
                     prm["b_factor"], prm["phase_shift"])
-    sim = Simulator(atoms.coords, atoms.weights, modes.select(prm["modes"]), optics, sigma=sigma_for_resolution(prm["resolution"]),
-                    ctf=prm["ctf"], pad_factor=prm["pad_factor"], device=pick_device(prm["device"]))
+    bfactors = None
+    if prm["density"] == "scattering":
+        bfactors = atoms.bfactors if prm["atom_b_factor"] is None else np.full(len(atoms.coords), prm["atom_b_factor"])
+        if bfactors is None:
+            raise CryopipeError(f"{args.atoms}: no B-factors (made by an older version); rerun `reference` or set "
+                                "simulate.atom_b_factor")
+    sim = Simulator(atoms.coords, atoms.weights, motion, optics, sigma=sigma_for_resolution(prm["resolution"]),
+                    ctf=prm["ctf"], pad_factor=prm["pad_factor"], device=pick_device(prm["device"]), density=prm["density"],
+                    elements=element_symbols(atoms.elements, atoms.names), bfactors=bfactors)
     bs = prm["batch_size"]
     batches = [(i, truth.iloc[i : i + bs]) for i in range(0, n, bs)]
     with StackWriter(args.mrcs, n, prm["box"], prm["pixel_size"]) as out:

@@ -2,14 +2,20 @@
 
 Reads the workflow's results folder for every dataset: parameter errors (alignment vs truth,
 network vs truth, network vs alignment on the small test subset of set 1 and on set 2), per-group
-image counts and resolutions, and a summary across the SNR × defocus grid with a figure.
+image counts and resolutions, and a summary across the SNR × defocus grid with a figure. For data on
+a morph path between two structures, errors per tenth of the path (`cryopipe.analysis.path`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["parameters", "groups", "summary", "plot"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+OUTPUTS = ["parameters", "groups", "summary", "path", "plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -28,6 +34,7 @@ def add_args(p) -> None:
     p.add_argument("--parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
     p.add_argument("--groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
     p.add_argument("--summary", required=True, help="output summary across the grid (.csv; .md beside)")
+    p.add_argument("--path", required=True, help="output errors per tenth of a morph path (.csv; .md beside; no rows otherwise)")
     p.add_argument("--plot", required=True, help="output summary figure (.png)")
 
 
@@ -107,6 +114,53 @@ def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], di
     return rows, runs
 
 
+def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]:
+    """Per-tenth tables and summary figures of a morph dataset ([], {} for other data): the alignment of set
+    1 (every image, before the outlier filter) and set 2 as the analysis uses it (refined or the network's)."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from cryopipe.analysis.path import along_path, angle_errors, end_separation, path_direction, tenths_table
+    from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.structure.conformations import MORPH_COLUMN, mode_columns
+
+    R = Path(root)
+    truth_path = R / "simulate" / ds / "truth.csv"
+    truth = pd.read_csv(truth_path).set_index("particle") if truth_path.exists() else None
+    if truth is None or MORPH_COLUMN not in truth.columns:
+        return [], {}
+    tables, summary = [], {}
+    stage2 = "refine" if refined else "infer"
+    for label, stage in (("alignment, set 1", "align"), (f"{stage2}, set 2", stage2)):
+        particles, _ = read_star(R / stage / ds / "particles.star")
+        particles.index = [split_image_name(n)[0] for n in particles["rlnImageName"]]
+        amps = pd.read_csv(R / stage / ds / "amplitudes.csv").set_index("particle")
+        names = mode_columns(amps.columns)
+        est = particles.join(amps[names], how="inner")
+        t = truth.loc[est.index, MORPH_COLUMN].to_numpy()
+        ang = angle_errors(est, truth)
+        c = path_direction(truth, names, MORPH_COLUMN)
+        along = None if c is None else along_path(est[names].to_numpy(np.float64), c)
+        table = tenths_table(t, ang, along)
+        table.insert(0, "estimates", label)
+        table.insert(0, "dataset", ds)
+        tables.append(table)
+        key = "alignment" if stage == "align" else "set 2"
+        summary[f"path, {key}: worst tenth median angle (°)"] = float(table["median angle error (°)"].max())
+        summary[f"path, {key}: worst tenth > 10° (%)"] = float(table["images > 10° off (%)"].max())
+        if along is not None:
+            summary[f"path, {key}: Spearman(fitted, true t)"] = float(spearmanr(along, t)[0])
+    space_path = R / "analysis" / ds / "space.csv"
+    if space_path.exists():
+        space = pd.read_csv(space_path)
+        summary["path: PC1 separates the ends (%)"] = 100 * end_separation(space["pc1"].to_numpy(),
+                                                                          truth.loc[space["particle"], MORPH_COLUMN].to_numpy())
+    return tables, summary
+
+
 def main(args) -> None:
     from pathlib import Path
 
@@ -120,7 +174,7 @@ def main(args) -> None:
 
     prm = resolve_params(args, params_from_config)
     root = Path(prm["results"])
-    param_rows, group_tables, summary = [], [], []
+    param_rows, group_tables, summary, path_tables = [], [], [], []
     for ds, grid in prm["datasets"].items():
         res_path = root / "analysis" / ds / "resolutions.csv"
         if not res_path.exists():
@@ -146,13 +200,17 @@ def main(args) -> None:
         if "refined: angle (°)" in s and "alignment: angle (°)" in s:
             for m in ("angle (°)", "shift (px)", "amplitudes RMSD (Å)"):
                 s[f"ratio refined/alignment: {m}"] = s[f"refined: {m}"] / max(s[f"alignment: {m}"], 1e-9)
+        tenths, path_summary = path_scores(root, ds, prm["refined"])
+        path_tables += tenths
+        s.update(path_summary)
         s["groups"] = len(groups)
         s["best half-map resolution (Å)"] = float(groups["resolution half-maps @0.143 (Å)"].min())
         if "resolution vs truth @0.5 (Å)" in groups.columns:
             s["best resolution vs truth @0.5 (Å)"] = float(groups["resolution vs truth @0.5 (Å)"].min())
         summary.append(s)
     tables = {args.parameters: pd.DataFrame(param_rows), args.groups: pd.concat(group_tables, ignore_index=True),
-              args.summary: pd.DataFrame(summary)}
+              args.summary: pd.DataFrame(summary),
+              args.path: pd.concat(path_tables, ignore_index=True) if path_tables else pd.DataFrame(columns=["dataset"])}
     for path, df in tables.items():
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.4f")

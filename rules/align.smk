@@ -9,6 +9,7 @@ rule align:
         star=res("align/{dataset}/particles.star"),
         amplitudes=res("align/{dataset}/amplitudes.csv"),
         kept=res("align/{dataset}/kept.star"),
+        reference=res("align/{dataset}/second_reference.npz"),
         plot=report(res("align/{dataset}/estimates.png"), caption="../report/align.rst", category="Alignment",
                     subcategory="{dataset}"),
     params:
@@ -28,4 +29,4 @@ rule align:
     shell:
         "python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
         " --modes {input.modes} {params.truth} --out-star {output.star} --amplitudes {output.amplitudes}"
-        " --kept {output.kept} --plot {output.plot} > {log} 2>&1"
+        " --kept {output.kept} --plot {output.plot} --out-reference {output.reference} > {log} 2>&1"

@@ -71,6 +71,7 @@ rule refine:
         mrcs=res("preprocess/{dataset}/particles.mrcs"),
         atoms=rules.reference.output.atoms,
         modes=rules.modes.output.modes,
+        reference=rules.align.output.reference,
         truth=truth_table,
     output:
         star=res("refine/{dataset}/particles.star"),
@@ -93,5 +94,5 @@ rule refine:
         gpu=1,
     shell:
         "python -m cryopipe refine --params {params.cfg:q} --star {input.star} --amplitudes {input.amplitudes}"
-        " --atoms {input.atoms} --modes {input.modes} {params.truth} --out-star {output.star}"
+        " --atoms {input.atoms} --modes {input.modes} --reference {input.reference} {params.truth} --out-star {output.star}"
         " --out-amplitudes {output.amplitudes} --plot {output.plot} > {log} 2>&1"

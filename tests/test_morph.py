@@ -243,12 +243,23 @@ def test_morph_chain_cli(tmp_path):
     common = ["--star", d / "particles.star", "--atoms", d / "atoms.npz", "--modes", d / "modes.npz",
               "--truth", d / "sim_truth.csv", "--out-star", d / "aligned.star", "--amplitudes", d / "amps.csv",
               "--kept", d / "kept.star", "--plot", d / "align.png"]
-    run_cli("align", "--params", stage_json("align", cfg), *common)
+    run_cli("align", "--params", stage_json("align", cfg), *common, "--out-reference", d / "reference.npz")
+    from cryopipe.commands.align import load_reference
+
+    from cryopipe.io.structure import Atoms
+
+    np.testing.assert_allclose(load_reference(d / "reference.npz"),
+                               target_displacement(Atoms.load(d / "atoms.npz"), *CLOSED).displacement)
     amps = pd.read_csv(d / "amps.csv")
     assert {"second_reference", "margin", "cc_z", "mahalanobis", "kept", "angle_error", "mode10_true"} <= set(amps.columns)
     t = pd.read_csv(d / "sim_truth.csv").set_index("particle").loc[amps["particle"], MORPH_COLUMN].to_numpy()
     second = amps["second_reference"].astype(bool).to_numpy()
     assert second[t > 0.8].mean() > second[t < 0.2].mean()  # near-closed images fit better from 1AKE
+    # No second structure: one re-centring pass makes the second reference from the data.
+    recentre = {**cfg, "align": {**cfg["align"], "second_reference": {"pdb": None}, "recentre": {"passes": 1, "steps": 20}}}
+    proc = run_cli("align", "--params", stage_json("align", recentre), *common, "--out-reference", d / "recentred.npz")
+    assert "re-centred on" in proc.stdout and load_reference(d / "recentred.npz").shape == (len(Atoms.load(d / "atoms.npz").coords), 3)
+    assert "second_reference" in pd.read_csv(d / "amps.csv").columns
     # A second reference that is not the molecule: one line naming the key, nothing written.
     other = tmp_path / "other.pdb"
     other.write_text("".join(f"ATOM  {i:5d}  CA  GLY A{900 + i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 20.00           C\n"
@@ -266,3 +277,41 @@ def test_atoms_pair_once_when_chains_are_not_compared():
 
     i, j = match_atoms([(1, "CA"), (2, "CA")], [(1, "CA"), (2, "CA"), (1, "CA"), (2, "CA")])  # a dimer's two chains
     assert i.tolist() == [0, 1] and j.tolist() == [0, 1]
+
+
+def test_recentre_far_end_reconstruction_and_map_fit(adk):
+    """The pieces of re-centring: the far end of a path is found whichever way PC1 points; a map made from
+    noiseless images at known poses is the map; fitting the modes to a map of a deformed reference finds
+    the deformation."""
+    from cryopipe.align.recentre import far_end, fit_modes_to_map, reconstruct
+    from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution
+
+    atoms, modes, moved = adk
+    t = np.linspace(0, 1, 50)
+    for sign in (1, -1):
+        pick = far_end(sign * t[:, None, None] * moved.displacement[None], 0.2)
+        assert pick.sum() == 10 and t[pick].min() >= 0.8
+    L, px = 32, 2.6
+    b_true = np.array([4.0, -2.0, 0.0, 1.5, 0.0])
+    X = deform(atoms.coords, modes.vectors, b_true)
+    truth_map = atoms_to_map(torch.as_tensor(X), torch.as_tensor(atoms.weights), pixel_size=px, size=L, sigma=SIGMA).float()
+    A = random_rotations(300, torch.Generator().manual_seed(3))
+    imgs = project_atoms(torch.as_tensor(X)[None], torch.as_tensor(atoms.weights), A, None, pixel_size=px, size=L, sigma=SIGMA)
+    optics = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": px}
+    vol = reconstruct(imgs.float(), A, torch.zeros(300, 2), np.full((300, 3), [15000.0, 15000.0, 0.0]), optics,
+                      phase_flipped=True, ctf=False)
+    from conftest import corr
+
+    assert corr(vol, truth_map) > 0.9
+    fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, modes.vectors, px, resolution=8.0, steps=150)
+    true_disp = X - atoms.coords
+    err = np.sqrt(((fitted - true_disp) ** 2).sum(1).mean())
+    assert cc > 0.9 and err < 0.35 * np.sqrt((true_disp**2).sum(1).mean()), err
+    assert sigma_for_resolution(8.0) > SIGMA  # the fit works at a lower resolution than the map's
+
+
+def test_recentre_and_a_second_structure_exclude_each_other():
+    from cryopipe.config import validate_config
+
+    with pytest.raises(CryopipeError, match="align.recentre.passes"):
+        validate_config({"align": {"recentre": {"passes": 1}, "second_reference": {"pdb": CLOSED[0]}}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "amplitudes", "kept", "plot"]
+OUTPUTS = ["out_star", "amplitudes", "kept", "plot", "out_reference"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -26,6 +26,8 @@ def add_args(p) -> None:
     p.add_argument("--amplitudes", required=True, help="output table: particle, amplitudes, cc, mahalanobis, kept")
     p.add_argument("--kept", required=True, help="output STAR of the images kept by the outlier filter")
     p.add_argument("--plot", required=True, help="output figure (.png)")
+    p.add_argument("--out-reference", help="output .npz: the second reference's displacement field (N, 3) that the fit used "
+                                           "(align.second_reference or re-centred; empty without one), for `refine`")
 
 
 def settings_from_params(prm: dict, image_size: int):
@@ -41,8 +43,9 @@ def settings_from_params(prm: dict, image_size: int):
     )
 
 
-def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt):
-    """The Aligner for these settings, reference atoms + modes and one optics row of a STAR file."""
+def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt, second=None):
+    """The Aligner for these settings, reference atoms + modes and one optics row of a STAR file. `second`: the
+    displacement (N, 3) of a second reference (default: from align.second_reference.pdb, if set)."""
     from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.run import Aligner
     from cryopipe.device import pick_device
@@ -55,7 +58,7 @@ def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt):
     vectors = modes.select(prm["modes"])
     sigma = sigma_for_resolution(prm["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
-    offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors)
+    offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors, second)
     return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
                    residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings_from_params(prm, L),
                    {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
@@ -64,20 +67,59 @@ def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt):
                    phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))), second_amplitudes=second_amplitudes)
 
 
-def second_reference(spec: dict, atoms, vectors):
-    """(offset (N, 3), amplitudes (M,)) of `align.second_reference` for the fitted modes, or (None, None)."""
+def second_reference_displacement(spec: dict, atoms):
+    """The displacement (N, 3) of `align.second_reference.pdb` from the reference, or None."""
     if not spec["pdb"]:
-        return None, None
-    import numpy as np
-
-    from cryopipe.align.model import second_reference_offset
+        return None
     from cryopipe.structure.target import target_displacement
 
     moved = target_displacement(atoms, spec["pdb"], spec["selection"], key="align.second_reference.pdb")
-    offset, amps = second_reference_offset(moved.displacement, vectors)
-    print(f"align: second reference {spec['pdb']}: {moved.rmsd:.2f} Å RMSD from the reference ({len(moved.matched)} atoms "
-          f"matched), amplitudes {np.round(amps, 2).tolist()}, {np.sqrt((offset**2).sum(1).mean()):.2f} Å RMSD outside the modes")
+    print(f"align: second reference {spec['pdb']}: {moved.rmsd:.2f} Å RMSD from the reference ({len(moved.matched)} atoms matched)")
+    return moved.displacement
+
+
+def second_reference(spec: dict, atoms, vectors, displacement=None):
+    """(offset (N, 3), amplitudes (M,)) of the second reference for the fitted modes, or (None, None)."""
+    import numpy as np
+
+    from cryopipe.align.model import second_reference_offset
+
+    if displacement is None:
+        displacement = second_reference_displacement(spec, atoms)
+    if displacement is None or not len(displacement):
+        return None, None
+    offset, amps = second_reference_offset(np.asarray(displacement, dtype=np.float64), vectors)
+    print(f"align: second reference at amplitudes {np.round(amps, 2).tolist()}, {np.sqrt((offset**2).sum(1).mean()):.2f} Å RMSD "
+          "outside the fitted modes")
     return offset, amps
+
+
+def recentred_reference(prm: dict, res: dict, atoms, modes, vectors, second, images, defocus, opt, keep) -> "np.ndarray":
+    """The displacement (N, 3) of a new second reference: the reference fitted along all computed modes to the
+    map of the images at the far end of this pass's fitted conformations (`cryopipe.align.recentre`)."""
+    import numpy as np
+    import torch
+
+    from cryopipe.align.model import second_reference_offset
+    from cryopipe.align.recentre import far_end, fit_modes_to_map, reconstruct
+    from cryopipe.structure.modes import deform
+
+    disp = deform(np.zeros_like(atoms.coords), vectors, res["amplitudes"])
+    if second is not None:
+        disp = disp + res["second"][:, None, None] * second_reference_offset(second, vectors)[0]
+    spec = prm["recentre"]
+    pick = far_end(disp[keep], spec["fraction"])
+    idx = np.nonzero(keep)[0][pick]
+    optics = {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
+              "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])}
+    vol = reconstruct(torch.as_tensor(np.asarray(images[idx])), torch.as_tensor(res["rotations"][idx]),
+                      torch.as_tensor(res["origins"][idx]), np.asarray(defocus)[idx], optics,
+                      phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))), ctf=prm["ctf"])
+    fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, modes.vectors, optics["pixel_size"],
+                                  resolution=spec["resolution"], steps=spec["steps"], start=disp[idx].mean(0))
+    print(f"align: re-centred on {len(idx)} far-end images: map fit cc {cc:.3f} with {len(modes.vectors)} modes, new second "
+          f"reference {np.sqrt((fitted**2).sum(1).mean()):.2f} Å RMSD from the reference")
+    return fitted
 
 
 def fit_quality(cc, threshold: float | None):
@@ -102,17 +144,27 @@ def main(args) -> None:
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import load_images, read_star, split_image_name, write_star
+    from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_amplitude_pairs, save_estimates_vs_truth
     from cryopipe.structure.conformations import amplitude_columns
+    from cryopipe.structure.modes import Modes
 
     prm = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
     if len(particles) < 2:
         raise CryopipeError(f"{args.star}: needs at least 2 particles to align and filter")
     opt = optics.iloc[0]
-    aligner = make_aligner(prm, args.atoms, args.modes, opt)
+    atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
+    second = second_reference_displacement(prm["second_reference"], atoms)
+    aligner = make_aligner(prm, args.atoms, args.modes, opt, second=second)
     images = load_images(particles, args.star)
-    res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy())
+    defocus = particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = aligner.align(images, defocus)
+    for p in range(prm["recentre"]["passes"]):
+        keep = fit_quality(res["cc"], prm["cc_threshold"])[1]
+        second = recentred_reference(prm, res, atoms, modes, modes.select(prm["modes"]), second, images, defocus, opt, keep)
+        print(f"align: pass {p + 2} of {prm['recentre']['passes'] + 1}")
+        res = make_aligner(prm, args.atoms, args.modes, opt, second=second).align(images, defocus)
 
     out = particles.copy()
     out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T
@@ -123,7 +175,7 @@ def main(args) -> None:
     table["cc"] = res["cc"]
     table["cc_z"], cc_ok = fit_quality(res["cc"], prm["cc_threshold"])
     table["margin"] = res["margin"]
-    if prm["second_reference"]["pdb"]:
+    if second is not None:
         table["second_reference"] = res["second"]
     table["mahalanobis"] = mahalanobis(res["amplitudes"])
     table["kept"] = (table["mahalanobis"] <= prm["outlier_threshold"]).to_numpy() & cc_ok
@@ -150,4 +202,32 @@ def main(args) -> None:
     write_star(args.kept, out[table["kept"].to_numpy()], optics)
     with atomic_path(args.amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
+    if args.out_reference:
+        save_reference(args.out_reference, second)
     print(f"align: {title}; mean cc {table['cc'].mean():.3f}")
+
+
+def save_reference(path, displacement) -> None:
+    """The second reference's displacement (N, 3), or an empty (0, 3) array when the fit had none."""
+    import numpy as np
+
+    from cryopipe.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, displacement=np.zeros((0, 3)) if displacement is None else np.asarray(displacement, dtype=np.float64))
+
+
+def load_reference(path):
+    """The displacement saved by `save_reference`, or None when empty."""
+    import os
+
+    import numpy as np
+
+    from cryopipe.errors import CryopipeError
+
+    if not os.path.isfile(path):
+        raise CryopipeError(f"{path}: second-reference file not found")
+    with np.load(path) as z:
+        d = z["displacement"]
+    return d if len(d) else None

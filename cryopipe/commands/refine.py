@@ -31,6 +31,8 @@ def add_args(p) -> None:
     p.add_argument("--amplitudes", required=True, help="the network's amplitudes (infer/<dataset>/amplitudes.csv)")
     p.add_argument("--atoms", required=True)
     p.add_argument("--modes", required=True)
+    p.add_argument("--reference", help="align/<dataset>/second_reference.npz: the second reference the alignment used "
+                                       "(default: align.second_reference.pdb, if set)")
     p.add_argument("--truth", help="ground truth (simulated data): errors before and after, in the plot and the log")
     p.add_argument("--out-star", required=True, help="output STAR with the refined angles and origins")
     p.add_argument("--out-amplitudes", required=True,
@@ -43,7 +45,7 @@ def main(args) -> None:
     import pandas as pd
     import torch
 
-    from cryopipe.commands.align import make_aligner
+    from cryopipe.commands.align import load_reference, make_aligner
     from cryopipe.errors import CryopipeError
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
@@ -69,7 +71,8 @@ def main(args) -> None:
     R_net = euler_to_matrix(torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64)))
     o_net = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)
 
-    aligner = make_aligner(prm, args.atoms, args.modes, optics.iloc[0])
+    second = load_reference(args.reference) if args.reference else None
+    aligner = make_aligner(prm, args.atoms, args.modes, optics.iloc[0], second=second)
     images = load_images(particles, args.star)
     res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(),
                         start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
@@ -84,7 +87,7 @@ def main(args) -> None:
     table["angle_change"] = angular_distance(torch.tensor(res["rotations"]), R_net).numpy()
     table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
     table["margin"] = res["margin"]
-    if prm["second_reference"]["pdb"]:
+    if second is not None or prm["second_reference"]["pdb"]:
         table["second_reference"] = res["second"]
     errors = None
     if args.truth:

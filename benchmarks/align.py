@@ -92,15 +92,20 @@ def main() -> None:
     ap.add_argument("--model-resolution", type=float, default=None,
                     help="Å of the fitted model's Gaussians (default: the simulator's 4 Å); tests a model mismatch")
     args = ap.parse_args()
+    if args.recentre and args.second_reference:
+        ap.error("--recentre makes the second reference from the data; it cannot be combined with --second-reference")
 
     import numpy as np
     import torch
     from scipy.stats import spearmanr
 
     from cryopipe.align.model import heavy_atom_reference, residue_beads, second_reference_offset
+    from cryopipe.align.outliers import fit_quality
+    from cryopipe.align.recentre import recentred_displacement
     from cryopipe.align.refine import Stage
     from cryopipe.align.run import Aligner, AlignSettings
     from cryopipe.analysis.errors import EULER, ORIGIN
+    from cryopipe.config import validate_config
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.structure.target import target_displacement
 
@@ -118,33 +123,34 @@ def main() -> None:
 
         sigma = sigma_for_resolution(args.model_resolution)
     vectors = modes.select(args.modes)
-    offset = second = None
+
+    def build(displacement):
+        """(Aligner, offset) with `displacement` (N, 3) as the second reference, or one reference (None)."""
+        offset, amps = (None, None) if displacement is None else second_reference_offset(displacement, vectors)
+        return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+                       residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics, args.size,
+                       device=args.device, ctf=ctf, second_amplitudes=amps), offset
+
+    disp = None
     if args.second_reference:
         sel = TARGET[1] if args.second_reference == TARGET[0] else "protein"
-        offset, second = second_reference_offset(target_displacement(atoms, args.second_reference, sel).displacement, vectors)
+        disp = target_displacement(atoms, args.second_reference, sel).displacement
     t0 = time.process_time()
     w0 = time.perf_counter()
-    aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
-                      residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics, args.size,
-                      device=args.device, ctf=ctf, second_amplitudes=second)
+    aligner, offset = build(disp)
     t_setup = time.process_time() - t0
     defocus = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     res = aligner.align(imgs.numpy(), defocus, progress=False)
-    if args.recentre:
-        from cryopipe.commands.align import fit_quality, recentred_reference
-
-        prm = {"recentre": {"fraction": 0.2, "resolution": 6.0, "steps": 150}, "ctf": ctf}
-        opt = {"rlnVoltage": 200.0, "rlnSphericalAberration": 2.0, "rlnAmplitudeContrast": 0.1, "rlnImagePixelSize": apix,
-               "rlnCtfDataArePhaseFlipped": int(ctf)}
-        disp = None
-        for _ in range(args.recentre):
-            disp = recentred_reference(prm, res, atoms, modes, vectors, disp, imgs.numpy(), defocus, opt,
-                                       fit_quality(res["cc"], 3.0)[1])
-            offset, second = second_reference_offset(disp, vectors)
-            aligner = Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
-                              residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics,
-                              args.size, device=args.device, ctf=ctf, second_amplitudes=second)
-            res = aligner.align(imgs.numpy(), defocus, progress=False)
+    defaults = validate_config({})["align"]  # align.recentre and align.cc_threshold as a run would have them
+    for _ in range(args.recentre):
+        rc = defaults["recentre"]
+        disp, used, cc = recentred_displacement(res, atoms, modes.vectors, vectors, disp, imgs.numpy(), defocus, optics,
+                                                fit_quality(res["cc"], defaults["cc_threshold"])[1], fraction=rc["fraction"],
+                                                resolution=rc["resolution"], steps=rc["steps"], phase_flipped=ctf, ctf=ctf)
+        print(f"re-centred on {used} far-end images (map fit cc {cc:.3f}): second reference "
+              f"{np.sqrt((disp**2).sum(1).mean()):.2f} Å RMSD from the reference")
+        aligner, offset = build(disp)
+        res = aligner.align(imgs.numpy(), defocus, progress=False)
     cpu = time.process_time() - t0
     wall = time.perf_counter() - w0
     R_true = euler_to_matrix(torch.tensor(truth[EULER].to_numpy()))

@@ -9,7 +9,7 @@ import torch
 from cryopipe.align.model import full_atom_reference, residue_beads, second_reference_offset
 from cryopipe.align.refine import Stage
 from cryopipe.align.run import Aligner, AlignSettings
-from cryopipe.commands.align import fit_quality
+from cryopipe.align.outliers import fit_quality
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import angular_distance, euler_to_matrix, matrix_to_euler, random_rotations
 from cryopipe.imaging.preprocess import preprocess_batch
@@ -166,15 +166,40 @@ def _errors(res, truth):
     return angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
 
 
-def test_closed_state_aligns_with_the_open_reference(adk):
+@pytest.fixture(scope="module")
+def closed_aligner(adk):
+    """The open 4AKE reference with the modes chosen by overlap and 1AKE as a second start."""
+    return aligner_for(adk, [7, 8, 10, 11], second=True)
+
+
+def test_closed_state_aligns_with_the_open_reference(adk, closed_aligner):
     """Closed 1AKE atoms rendered with the other density model, fitted with the open 4AKE reference, the modes
     chosen by overlap and 1AKE as a second start: poses within 3°, and the fits say they came from 1AKE."""
     imgs, truth = closed_images(adk, 8, seed=21)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
-    res = aligner_for(adk, [7, 8, 10, 11], second=True).align(imgs.numpy(), d, progress=False)
+    res = closed_aligner.align(imgs.numpy(), d, progress=False)
     ang = _errors(res, truth)
     assert np.median(ang) < 3.0 and ang.max() < 10.0, ang
     assert res["second"].mean() >= 0.75
+
+
+def test_refit_takes_the_conformation_of_the_prediction(adk, closed_aligner):
+    """A set-2 re-fit from a prediction near 1AKE's amplitudes starts from the second reference (the nearest
+    search start decides): closed images polished locally from 6° off come back within 2° and from 1AKE."""
+    from cryopipe.align.refine import skew
+
+    imgs, truth = closed_images(adk, 6, seed=23)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+    axis = torch.nn.functional.normalize(torch.randn(6, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64), dim=1)
+    c = closed_aligner.amp_starts[closed_aligner.start_second > 0.5][0].double().numpy()  # 1AKE's amplitudes
+    start = {"rotations": (torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true).numpy(),
+             "origins": truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), "amplitudes": np.tile(c, (6, 1))}
+    res = closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
+    assert res["second"].all()
+    assert np.median(_errors(res, truth)) < 2.0
+    start["amplitudes"] = np.zeros_like(start["amplitudes"])  # a prediction at the open end: the reference start
+    assert not closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)["second"].any()
 
 
 def test_fit_quality_ranks_a_wrong_pose_below_right_ones(adk):

@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cryopipe.align.model import second_reference_offset
 from cryopipe.analysis.backproject import Backprojector
 from cryopipe.analysis.fsc import soft_sphere
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution
+from cryopipe.structure.modes import deform, project_displacement
 
 
 def far_end(displacements: np.ndarray, fraction: float) -> np.ndarray:
@@ -68,8 +70,7 @@ def fit_modes_to_map(volume: torch.Tensor, coords: np.ndarray, weights: np.ndarr
     L = volume.shape[-1]
     mask = soft_sphere(L, 0.42 * L, 3.0).float()
     M = torch.as_tensor(modes, dtype=torch.float32)
-    b0 = np.zeros(len(modes)) if start is None else np.linalg.lstsq(modes.reshape(len(modes), -1).T, start.reshape(-1),
-                                                                    rcond=None)[0]
+    b0 = np.zeros(len(modes)) if start is None else project_displacement(start, modes)
     b = torch.tensor(b0, dtype=torch.float32, requires_grad=True)
     shift = torch.zeros(3, requires_grad=True)
     X, W = torch.as_tensor(coords, dtype=torch.float32), torch.as_tensor(weights, dtype=torch.float32)
@@ -87,3 +88,24 @@ def fit_modes_to_map(volume: torch.Tensor, coords: np.ndarray, weights: np.ndarr
         opt.step()
     disp = torch.einsum("k,knd->nd", b, M) + shift
     return disp.detach().double().numpy(), float(cc.detach())
+
+
+def recentred_displacement(res: dict, atoms, all_modes: np.ndarray, vectors: np.ndarray, second: np.ndarray | None,
+                           images, defocus: np.ndarray, optics: dict, keep: np.ndarray, *, fraction: float, resolution: float,
+                           steps: int, phase_flipped: bool, ctf: bool = True) -> tuple[np.ndarray, int, float]:
+    """(displacement (N, 3) of the next second reference, far-end images used, map-fit cc) from one pass.
+
+    res: the pass's `Aligner.align` output; vectors: its fitted modes; second: its second reference's
+    displacement (None in a first pass); keep: the images that passed the fit-quality filter; all_modes:
+    every computed mode (the map fit uses them all).
+    """
+    disp = deform(np.zeros_like(atoms.coords), vectors, res["amplitudes"])
+    if second is not None:
+        disp = disp + res["second"][:, None, None] * second_reference_offset(second, vectors)[0]
+    idx = np.nonzero(keep)[0][far_end(disp[keep], fraction)]
+    vol = reconstruct(torch.as_tensor(np.asarray(images[idx])), torch.as_tensor(res["rotations"][idx]),
+                      torch.as_tensor(res["origins"][idx]), np.asarray(defocus)[idx], optics, phase_flipped=phase_flipped,
+                      ctf=ctf)
+    fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, all_modes, optics["pixel_size"], resolution=resolution,
+                                  steps=steps, start=disp[idx].mean(0))
+    return fitted, len(idx), cc

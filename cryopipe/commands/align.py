@@ -43,28 +43,33 @@ def settings_from_params(prm: dict, image_size: int):
     )
 
 
-def make_aligner(prm: dict, atoms_path: str, modes_path: str, opt, second=None):
-    """The Aligner for these settings, reference atoms + modes and one optics row of a STAR file. `second`: the
-    displacement (N, 3) of a second reference (default: from align.second_reference.pdb, if set)."""
+def star_optics(opt) -> dict:
+    """The optics the alignment needs, from one optics row of a STAR file."""
+    return {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
+            "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])}
+
+
+def phase_flipped(opt) -> bool:
+    return bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0)))
+
+
+def make_aligner(prm: dict, atoms, modes, opt, second=None):
+    """The Aligner for these settings, reference atoms + modes (`Atoms`, `Modes`) and one optics row of a STAR
+    file. `second`: the displacement (N, 3) of a second reference (default: align.second_reference.pdb, if set)."""
     from cryopipe.align.model import heavy_atom_reference, residue_beads
     from cryopipe.align.run import Aligner
     from cryopipe.device import pick_device
     from cryopipe.imaging.project import sigma_for_resolution
-    from cryopipe.io.structure import Atoms
-    from cryopipe.structure.modes import Modes
 
     L = int(opt["rlnImageSize"])
-    atoms, modes = Atoms.load(atoms_path), Modes.load(modes_path)
     vectors = modes.select(prm["modes"])
     sigma = sigma_for_resolution(prm["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors, second)
     return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
                    residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings_from_params(prm, L),
-                   {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
-                    "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])},
-                   L, device=pick_device(prm["device"]), ctf=prm["ctf"],
-                   phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))), second_amplitudes=second_amplitudes)
+                   star_optics(opt), L, device=pick_device(prm["device"]), ctf=prm["ctf"], phase_flipped=phase_flipped(opt),
+                   second_amplitudes=second_amplitudes)
 
 
 def second_reference_displacement(spec: dict, atoms):
@@ -94,52 +99,13 @@ def second_reference(spec: dict, atoms, vectors, displacement=None):
     return offset, amps
 
 
-def recentred_reference(prm: dict, res: dict, atoms, modes, vectors, second, images, defocus, opt, keep) -> "np.ndarray":
-    """The displacement (N, 3) of a new second reference: the reference fitted along all computed modes to the
-    map of the images at the far end of this pass's fitted conformations (`cryopipe.align.recentre`)."""
-    import numpy as np
-    import torch
-
-    from cryopipe.align.model import second_reference_offset
-    from cryopipe.align.recentre import far_end, fit_modes_to_map, reconstruct
-    from cryopipe.structure.modes import deform
-
-    disp = deform(np.zeros_like(atoms.coords), vectors, res["amplitudes"])
-    if second is not None:
-        disp = disp + res["second"][:, None, None] * second_reference_offset(second, vectors)[0]
-    spec = prm["recentre"]
-    pick = far_end(disp[keep], spec["fraction"])
-    idx = np.nonzero(keep)[0][pick]
-    optics = {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
-              "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])}
-    vol = reconstruct(torch.as_tensor(np.asarray(images[idx])), torch.as_tensor(res["rotations"][idx]),
-                      torch.as_tensor(res["origins"][idx]), np.asarray(defocus)[idx], optics,
-                      phase_flipped=bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0))), ctf=prm["ctf"])
-    fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, modes.vectors, optics["pixel_size"],
-                                  resolution=spec["resolution"], steps=spec["steps"], start=disp[idx].mean(0))
-    print(f"align: re-centred on {len(idx)} far-end images: map fit cc {cc:.3f} with {len(modes.vectors)} modes, new second "
-          f"reference {np.sqrt((fitted**2).sum(1).mean()):.2f} Å RMSD from the reference")
-    return fitted
-
-
-def fit_quality(cc, threshold: float | None):
-    """Robust z-score of each image's cc within the population ((cc − median) / (1.4826·MAD)) and whether it
-    passes (z ≥ −threshold; every image when threshold is None). A wrong pose or conformation fits worse
-    than the population's typical image of the same data."""
-    import numpy as np
-
-    cc = np.asarray(cc, dtype=np.float64)
-    mad = 1.4826 * np.median(np.abs(cc - np.median(cc)))
-    z = (cc - np.median(cc)) / max(mad, 1e-12)
-    return z, (np.ones(len(cc), dtype=bool) if threshold is None else z >= -threshold)
-
-
 def main(args) -> None:
     import numpy as np
     import pandas as pd
     import torch
 
-    from cryopipe.align.outliers import mahalanobis
+    from cryopipe.align.outliers import fit_quality, mahalanobis
+    from cryopipe.align.recentre import recentred_displacement
     from cryopipe.errors import CryopipeError
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
@@ -156,15 +122,19 @@ def main(args) -> None:
     opt = optics.iloc[0]
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     second = second_reference_displacement(prm["second_reference"], atoms)
-    aligner = make_aligner(prm, args.atoms, args.modes, opt, second=second)
+    aligner = make_aligner(prm, atoms, modes, opt, second=second)
     images = load_images(particles, args.star)
     defocus = particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     res = aligner.align(images, defocus)
-    for p in range(prm["recentre"]["passes"]):
-        keep = fit_quality(res["cc"], prm["cc_threshold"])[1]
-        second = recentred_reference(prm, res, atoms, modes, modes.select(prm["modes"]), second, images, defocus, opt, keep)
-        print(f"align: pass {p + 2} of {prm['recentre']['passes'] + 1}")
-        res = make_aligner(prm, args.atoms, args.modes, opt, second=second).align(images, defocus)
+    rc = prm["recentre"]
+    for p in range(rc["passes"]):
+        second, used, cc = recentred_displacement(res, atoms, modes.vectors, modes.select(prm["modes"]), second, images, defocus,
+                                                  star_optics(opt), fit_quality(res["cc"], prm["cc_threshold"])[1],
+                                                  fraction=rc["fraction"], resolution=rc["resolution"], steps=rc["steps"],
+                                                  phase_flipped=phase_flipped(opt), ctf=prm["ctf"])
+        print(f"align: re-centred on {used} far-end images: map fit cc {cc:.3f} with {len(modes.vectors)} modes, new second "
+              f"reference {np.sqrt((second**2).sum(1).mean()):.2f} Å RMSD from the reference; pass {p + 2} of {rc['passes'] + 1}")
+        res = make_aligner(prm, atoms, modes, opt, second=second).align(images, defocus)
 
     out = particles.copy()
     out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T

@@ -50,8 +50,10 @@ def main(args) -> None:
     from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import load_images, read_star, split_image_name, write_star
+    from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_refinement
     from cryopipe.structure.conformations import amplitude_columns
+    from cryopipe.structure.modes import Modes
 
     prm = resolve_params(args, params_from_config)
     if prm["mode"] == "none":
@@ -72,7 +74,7 @@ def main(args) -> None:
     o_net = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)
 
     second = load_reference(args.reference) if args.reference else None
-    aligner = make_aligner(prm, args.atoms, args.modes, optics.iloc[0], second=second)
+    aligner = make_aligner(prm, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
     images = load_images(particles, args.star)
     res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(),
                         start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},

@@ -56,6 +56,23 @@ def constant_estimates(align, names: list[str], index):
     return pd.DataFrame({k: np.full(len(index), v) for k, v in row.items()}, index=index)
 
 
+def indexed(star, amps, kept_only: bool = False) -> tuple["pd.DataFrame", list[str], float]:
+    """(a stage's STAR particles indexed by particle and joined with its amplitude columns, those columns,
+    the pixel size); kept_only: the images the outlier filter kept."""
+    import pandas as pd
+
+    from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.structure.conformations import mode_columns
+
+    particles, optics = read_star(star)
+    particles.index = [split_image_name(n)[0] for n in particles["rlnImageName"]]
+    a = pd.read_csv(amps).set_index("particle")
+    if kept_only and "kept" in a.columns:
+        a = a[a["kept"].astype(bool)]
+    names = mode_columns(a.columns)
+    return particles.join(a[names], how="inner"), names, float(optics["rlnImagePixelSize"].iloc[0])
+
+
 def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], dict]:
     """Rows of parameter-error summaries for one dataset, and {name: per-image errors} for ratios.
     `refined`: also the set-2 poses re-fitted after the network (refine/<dataset>/)."""
@@ -64,22 +81,10 @@ def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], di
     import pandas as pd
 
     from cryopipe.analysis.errors import errors, parameters, summarise
-    from cryopipe.io.star import read_star, split_image_name
     from cryopipe.io.structure import Atoms
-    from cryopipe.structure.conformations import mode_columns
     from cryopipe.structure.modes import Modes
 
     R = Path(root)
-
-    def indexed(star, amps, kept_only=False):
-        particles, optics = read_star(star)
-        particles.index = [split_image_name(n)[0] for n in particles["rlnImageName"]]
-        a = pd.read_csv(amps).set_index("particle")
-        if kept_only and "kept" in a.columns:
-            a = a[a["kept"].astype(bool)]
-        names = mode_columns(a.columns)
-        table = particles.join(a[names], how="inner")
-        return table, names, float(optics["rlnImagePixelSize"].iloc[0])
 
     align, names, apix = indexed(R / "align" / ds / "particles.star", R / "align" / ds / "amplitudes.csv", kept_only=True)
     net2, _, _ = indexed(R / "infer" / ds / "particles.star", R / "infer" / ds / "amplitudes.csv")
@@ -124,8 +129,7 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     from scipy.stats import spearmanr
 
     from cryopipe.analysis.path import along_path, angle_errors, end_separation, path_direction, tenths_table
-    from cryopipe.io.star import read_star, split_image_name
-    from cryopipe.structure.conformations import MORPH_COLUMN, mode_columns
+    from cryopipe.structure.conformations import MORPH_COLUMN
 
     R = Path(root)
     truth_path = R / "simulate" / ds / "truth.csv"
@@ -135,11 +139,7 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     tables, summary = [], {}
     stage2 = "refine" if refined else "infer"
     for label, stage in (("alignment, set 1", "align"), (f"{stage2}, set 2", stage2)):
-        particles, _ = read_star(R / stage / ds / "particles.star")
-        particles.index = [split_image_name(n)[0] for n in particles["rlnImageName"]]
-        amps = pd.read_csv(R / stage / ds / "amplitudes.csv").set_index("particle")
-        names = mode_columns(amps.columns)
-        est = particles.join(amps[names], how="inner")
+        est, names, _ = indexed(R / stage / ds / "particles.star", R / stage / ds / "amplitudes.csv")
         t = truth.loc[est.index, MORPH_COLUMN].to_numpy()
         ang = angle_errors(est, truth)
         c = path_direction(truth, names, MORPH_COLUMN)

@@ -196,10 +196,30 @@ def test_refit_takes_the_conformation_of_the_prediction(adk, closed_aligner):
     start = {"rotations": (torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true).numpy(),
              "origins": truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), "amplitudes": np.tile(c, (6, 1))}
     res = closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
-    assert res["second"].all()
+    assert (res["second"] > 0.75).all()
     assert np.median(_errors(res, truth)) < 2.0
-    start["amplitudes"] = np.zeros_like(start["amplitudes"])  # a prediction at the open end: the reference start
-    assert not closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)["second"].any()
+    start["amplitudes"] = np.zeros_like(start["amplitudes"])  # a prediction at the open end: the reference start,
+    rigid = closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False)
+    assert (rigid["second"] == 0).all()  # ... held there by a rigid re-fit
+
+
+def test_midpath_state_is_fitted_between_the_two_structures(adk, closed_aligner):
+    """Atoms halfway along the Cartesian path 4AKE → 1AKE: neither start nor the modes alone express them
+    (the half offset left is ~1.4 Å RMSD), but the refined position z between the two structures does: the
+    fitted displacement z·o + Σ a_k m_k comes within 0.8 Å RMSD of the truth, z ≈ 0.5, poses within 3°."""
+    atoms, modes, moved = adk
+    imgs, truth = closed_images(adk, 8, seed=25, t=0.5)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = closed_aligner.align(imgs.numpy(), d, progress=False)
+    assert np.median(_errors(res, truth)) < 3.0
+    vectors = modes.select([7, 8, 10, 11])
+    offset, _ = second_reference_offset(moved.displacement, vectors)
+    rmsd = lambda x: np.sqrt((x**2).sum(-1).mean(-1))
+    assert rmsd(0.5 * offset) > 1.0  # what a fit from either start by the modes alone cannot remove
+    fitted = np.einsum("bk,knd->bnd", res["amplitudes"], vectors) + res["second"][:, None, None] * offset
+    err = rmsd(fitted - 0.5 * moved.displacement)
+    assert np.median(err) < 0.8, err
+    assert abs(np.median(res["second"]) - 0.5) < 0.2, res["second"]
 
 
 def test_fit_quality_ranks_a_wrong_pose_below_right_ones(adk):

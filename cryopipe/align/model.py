@@ -1,11 +1,12 @@
 """The deformable reference the images are fitted with: r + z·o + Σ a_k m_k, rotated, projected, shifted.
 
-z ∈ {0, 1} picks one of two starting conformations: the reference r (z = 0) or, when a second known
-structure is given (`align.second_reference`), r + o where o is the part of (target − r) that the
-fitted modes cannot express (`second_reference_offset`), so r + o + Σ c_k m_k is the target itself
-for its least-squares amplitudes c. Both share the mode vectors and the amplitude coordinates: an
-image's amplitudes mean the same from either start. z is chosen per image (the better fit), never
-refined continuously: in between the two structures the model has only its modes.
+z ∈ [0, 1] places the fit between two conformations: the reference r (z = 0) and, when a second
+structure is given (`align.second_reference`, or the re-centring pass), r + o where o is the part of
+(target − r) that the fitted modes cannot express (`second_reference_offset`), so r + o + Σ c_k m_k is
+the target itself for its least-squares amplitudes c. o is orthogonal to the modes, so z and the
+amplitudes never trade against each other, and an image's amplitudes mean the same at any z. The search
+starts every image from z = 0 and z = 1; the refinement then moves z continuously with the amplitudes,
+so a state between the two structures (r + t·(o + Σ c_k m_k)) is represented exactly, not by the modes alone.
 
 Rendering uses the simulator's projector (`project_atoms`), so the fit and the simulated data
 share one image model. For the coarse stages the atoms are merged into one Gaussian bead per
@@ -41,7 +42,7 @@ class DeformableReference:
     def render(self, amplitudes: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor | None, *, size: int,
                pixel_size: float, second: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, size, size) for amplitudes (B, M), RELION matrices (B, 3, 3), origins Å (B, 2), and the
-        starting conformation z (B,) of each (0: reference, 1: second reference; None: all 0)."""
+        position z (B,) of each between the reference (0) and the second reference (1); None: all 0."""
         xyz = self.coords + torch.einsum("bk,knd->bnd", amplitudes, self.modes)
         if second is not None and self.offset is not None:
             xyz = xyz + second.to(xyz.dtype)[:, None, None] * self.offset

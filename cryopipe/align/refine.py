@@ -28,6 +28,7 @@ class Stage:
     lr_rotation: float = 0.01  # rad
     lr_shift: float = 0.2  # Å
     lr_amplitude: float = 0.15  # Å RMSD
+    lr_second: float = 0.05  # of the second reference's offset (z), refined only when the model has one
     beads: bool = True  # residue beads (fast) or all atoms
 
 
@@ -76,11 +77,13 @@ class ImageBatch:
 def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: torch.Tensor, origins: torch.Tensor,
            amplitudes: torch.Tensor, stages: list[Stage], second: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Refined (rotations, origins, amplitudes, cc at the last stage) for B images; `second` (B,) is each
-    image's starting conformation (`DeformableReference.render`), held fixed."""
+    """Refined (rotations, origins, amplitudes, z, cc at the last stage) for B images; `second` (B,) is each
+    image's starting position z between the reference and the second reference (`DeformableReference.render`),
+    refined within [0, 1] with the amplitudes (held where `lr_second` is 0 or the model has no offset)."""
     A0 = rotations.detach().clone()
     origins = origins.detach().clone()
     amplitudes = amplitudes.detach().clone()
+    z0 = None if second is None else second.detach().to(A0.device, torch.float32).clone()
     cc = torch.zeros(len(A0), device=A0.device)
     for st in stages:
         image_ft, model_ctf, px = batch.at(st.size)
@@ -89,21 +92,30 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
         omega = torch.zeros(len(A0), 3, device=A0.device, requires_grad=True)
         o = origins.clone().requires_grad_(True)
         a = amplitudes.clone().requires_grad_(True)
-        opt = torch.optim.Adam([{"params": [omega], "lr": st.lr_rotation}, {"params": [o], "lr": st.lr_shift},
-                                {"params": [a], "lr": st.lr_amplitude}])
+        groups = [{"params": [omega], "lr": st.lr_rotation}, {"params": [o], "lr": st.lr_shift},
+                  {"params": [a], "lr": st.lr_amplitude}]
+        z = z0
+        if z0 is not None and model.offset is not None and st.lr_second > 0:
+            z = z0.clone().requires_grad_(True)
+            groups.append({"params": [z], "lr": st.lr_second})
+        opt = torch.optim.Adam(groups)
         base = [g["lr"] for g in opt.param_groups]
         for step in range(st.steps):
             for g, lr in zip(opt.param_groups, base):  # cosine decay: large moves first, then settle
                 g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / st.steps))
             A = torch.matrix_exp(skew(omega)) @ A0
-            img = model.render(a, A, o, size=st.size, pixel_size=px, second=second)
+            img = model.render(a, A, o, size=st.size, pixel_size=px, second=z)
             cc = correlation(torch.fft.rfft2(img), image_ft, model_ctf, w)
             opt.zero_grad()
             (-cc.sum()).backward()
             opt.step()
+            if z is not None and z.requires_grad:
+                with torch.no_grad():  # z is a share of the path between the two known structures
+                    z.clamp_(0.0, 1.0)
         with torch.no_grad():
             A0 = torch.matrix_exp(skew(omega)) @ A0
             origins, amplitudes = o.detach(), a.detach()
-            final = model.render(amplitudes, A0, origins, size=st.size, pixel_size=px, second=second)
+            z0 = None if z is None else z.detach()
+            final = model.render(amplitudes, A0, origins, size=st.size, pixel_size=px, second=z0)
             cc = correlation(torch.fft.rfft2(final), image_ft, model_ctf, w)
-    return A0, origins, amplitudes, cc
+    return A0, origins, amplitudes, z0, cc

@@ -118,11 +118,11 @@ class Aligner:
         means another pose fits almost as well.
         """
         B, K = A0.shape[:2]
-        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0))  # rigid: amplitudes held
+        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0, lr_second=0.0))  # rigid: conformation held
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
         z = z0.reshape(B * K)
-        A, o, a, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
-                             a0.reshape(B * K, -1), coarse, second=z)
+        A, o, a, z, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
+                                a0.reshape(B * K, -1), coarse, second=z)
         cc = cc.reshape(B, K)
         winner = cc.argmax(1)
         best = winner + torch.arange(B, device=self.device) * K
@@ -131,7 +131,7 @@ class Aligner:
         margin = torch.where(far.any(1), cc[torch.arange(B), winner] - runner_up, torch.full_like(runner_up, torch.nan))
         A, o, a, z = A[best], o[best], a[best], z[best]
         if fine:
-            A, o, a, cc = refine(self.refs, batch, A, o, a, fine, second=z)
+            A, o, a, z, cc = refine(self.refs, batch, A, o, a, fine, second=z)
         else:
             cc = cc.reshape(-1)[best]
         return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "winner": winner, "second": z, "margin": margin}
@@ -201,7 +201,7 @@ class Aligner:
         cat = {k: torch.cat(v) for k, v in out.items()}
         out = {"euler": matrix_to_euler(cat["rotations"].double()).numpy(), "rotations": cat["rotations"].double().numpy(),
                "origins": cat["origins"].double().numpy(), "amplitudes": cat["amplitudes"].double().numpy(),
-               "cc": cat["cc"].double().numpy(), "second": cat["second"].numpy() > 0.5, "margin": cat["margin"].double().numpy()}
+               "cc": cat["cc"].double().numpy(), "second": cat["second"].double().numpy(), "margin": cat["margin"].double().numpy()}
         if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
             out["from_start"] = cat["from_start"].numpy()
         return out

@@ -20,7 +20,7 @@ rule align:
     benchmark:
         res("benchmarks/align/{dataset}.tsv")
     conda:
-        "../envs/torch.yaml"
+        "../envs/gpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,

@@ -17,7 +17,7 @@ rule reduce:
         extra=lambda wc, input: " ".join(f"--{k.replace('_', '-')} {input[k]}" for k in ("align_star", "align_amplitudes", "truth")
                                          if k in input.keys() and input[k]),
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/reduce/{dataset}.log"),
     benchmark:
@@ -44,7 +44,7 @@ rule cluster:
     params:
         cfg=stage_params("cluster"),
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/cluster/{dataset}.log"),
     benchmark:
@@ -68,7 +68,7 @@ rule backproject:
     params:
         cfg=stage_params("backproject"),
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/backproject/{dataset}/group{group}.log"),
     benchmark:
@@ -100,7 +100,7 @@ rule evaluate:
         cfg=stage_params("evaluate"),
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/evaluate/{dataset}.log"),
     benchmark:
@@ -125,7 +125,7 @@ rule trajectory:
     params:
         cfg=stage_params("trajectory"),
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/trajectory/{dataset}.log"),
     benchmark:
@@ -152,7 +152,7 @@ rule benchmark_tables:
     params:
         cfg=stage_params("tables"),
     conda:
-        "../envs/analysis.yaml"
+        "../envs/cpu.yaml"
     log:
         res("logs/benchmark_tables.log"),
     benchmark:

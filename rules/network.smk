@@ -21,7 +21,7 @@ rule train:
     benchmark:
         res("benchmarks/train/{dataset}/{kind}.tsv")
     conda:
-        "../envs/torch.yaml"
+        "../envs/gpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -52,7 +52,7 @@ rule infer:
     benchmark:
         res("benchmarks/infer/{dataset}.tsv")
     conda:
-        "../envs/torch.yaml"
+        "../envs/gpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -86,7 +86,7 @@ rule refine:
     benchmark:
         res("benchmarks/refine/{dataset}.tsv")
     conda:
-        "../envs/torch.yaml"
+        "../envs/gpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,

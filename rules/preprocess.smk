@@ -16,7 +16,7 @@ rule preprocess:
     benchmark:
         res("benchmarks/preprocess/{dataset}.tsv")
     conda:
-        "../envs/imaging.yaml"
+        "../envs/cpu.yaml"
     threads: 2
     resources:
         mem_mb=4000,

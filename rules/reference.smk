@@ -10,7 +10,7 @@ rule reference:
     benchmark:
         res("benchmarks/reference.tsv")
     conda:
-        "../envs/structure.yaml"
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -33,7 +33,7 @@ rule modes:
     benchmark:
         res("benchmarks/modes.tsv")
     conda:
-        "../envs/structure.yaml"
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=4000,

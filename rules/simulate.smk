@@ -12,7 +12,7 @@ rule conformations:
     benchmark:
         res("benchmarks/conformations.tsv")
     conda:
-        "../envs/structure.yaml"
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -42,7 +42,7 @@ rule simulate:
     benchmark:
         res("benchmarks/simulate/{dataset}.tsv")
     conda:
-        "../envs/imaging.yaml"
+        "../envs/cpu.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -65,7 +65,7 @@ rule import_particles:
     benchmark:
         res("benchmarks/import/{dataset}.tsv")
     conda:
-        "../envs/imaging.yaml"
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,

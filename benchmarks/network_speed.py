@@ -33,13 +33,18 @@ def main() -> None:
     print(f"{'model':>9} {'bf16+CL':>8} {'train img/s':>12} {'infer img/s':>12}")
     for depth in args.depths:
         for amp, fmt in modes:
-            model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=depth, image_size=args.size).to(dev, memory_format=fmt)
+            model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=depth, image_size=args.size).to(
+                dev, memory_format=fmt
+            )
             opt = torch.optim.Adam(model.parameters(), 1e-4)
             x = torch.randn(args.batch, 1, args.size, args.size, device=dev).contiguous(memory_format=fmt)
-            t = {"amplitudes": torch.randn(args.batch, 3, device=dev), "shifts": torch.randn(args.batch, 2, device=dev),
-                 "orientation": torch.nn.functional.normalize(torch.randn(args.batch, 4, device=dev), dim=1)}
+            t = {
+                "amplitudes": torch.randn(args.batch, 3, device=dev),
+                "shifts": torch.randn(args.batch, 2, device=dev),
+                "orientation": torch.nn.functional.normalize(torch.randn(args.batch, 4, device=dev), dim=1),
+            }
 
-            def step():
+            def step(model=model, opt=opt, x=x, t=t, amp=amp):  # bound now: the loop rebinds them
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
                     loss = sum(loss_terms(model(x), t).values())
                 opt.zero_grad()
@@ -67,7 +72,7 @@ def main() -> None:
                     model(xb)
                 sync()
             infer = 4 * args.batch * args.steps / (time.perf_counter() - t0)
-            print(f"{'ResNet' + str(depth):>9} {str(amp):>8} {train:>12.1f} {infer:>12.1f}")
+            print(f"{'ResNet' + str(depth):>9} {amp!s:>8} {train:>12.1f} {infer:>12.1f}")
 
 
 if __name__ == "__main__":

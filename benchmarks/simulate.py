@@ -36,13 +36,25 @@ def main() -> None:
     print(f"atoms: {len(atoms.coords)}, threads: {args.threads}, device: {args.device}, batch: {args.batch}")
     print(f"{'size':>5} {'pixel Å':>8} {'images/s':>9} {'ms/image':>9}")
     for size, apix in ((64, 1.3), (128, 0.65)):
-        spec = {"n_particles": args.n, "distribution": "uniform", "uniform": {"span": 4.0}, "max_shift": 3.0, "pixel_size": apix}
+        spec = {
+            "n_particles": args.n,
+            "distribution": "uniform",
+            "uniform": {"span": 4.0},
+            "max_shift": 3.0,
+            "pixel_size": apix,
+        }
         truth = draw_conformations(spec, 0, [7, 8, 9])
         rng = np.random.default_rng(0)
         truth["rlnDefocusU"] = truth["rlnDefocusV"] = rng.uniform(5000, 20000, len(truth))
         truth["rlnDefocusAngle"] = 0.0
-        sim = Simulator(atoms.coords, atoms.weights, modes.vectors, Optics(apix, size), sigma=sigma_for_resolution(4.0),
-                        device=args.device)
+        sim = Simulator(
+            atoms.coords,
+            atoms.weights,
+            modes.vectors,
+            Optics(apix, size),
+            sigma=sigma_for_resolution(4.0),
+            device=args.device,
+        )
         cols = ["mode7", "mode8", "mode9"]
         sim.signal(truth.iloc[: args.batch], cols)  # warm-up
         t0 = time.perf_counter()

@@ -48,8 +48,15 @@ def save_amplitude_pairs(path, amplitudes: np.ndarray, names: list[str], color=N
     plt.close(fig)
 
 
-def save_estimates_vs_truth(path, est: np.ndarray, true: np.ndarray, names: list[str], angle_error: np.ndarray,
-                            shift_error: np.ndarray, title: str = "") -> None:
+def save_estimates_vs_truth(
+    path,
+    est: np.ndarray,
+    true: np.ndarray,
+    names: list[str],
+    angle_error: np.ndarray,
+    shift_error: np.ndarray,
+    title: str = "",
+) -> None:
     """Per-mode scatter of estimated vs true amplitude, and histograms of angular and shift errors."""
     plt = _plt()
     k = est.shape[1]
@@ -77,9 +84,11 @@ def save_estimates_vs_truth(path, est: np.ndarray, true: np.ndarray, names: list
     plt.close(fig)
 
 
-def save_refinement(path, angle_change: np.ndarray, cc: np.ndarray, errors: dict[str, np.ndarray] | None = None,
-                    title: str = "") -> None:
-    """How far refinement moved each pose and how well it fits; with ground truth, the angular errors before and after."""
+def save_refinement(
+    path, angle_change: np.ndarray, cc: np.ndarray, errors: dict[str, np.ndarray] | None = None, title: str = ""
+) -> None:
+    """How far refinement moved each pose and how well it fits; with ground truth, the angular errors
+    before and after."""
     plt = _plt()
     n = 3 if errors else 2
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), squeeze=False)
@@ -133,7 +142,9 @@ def save_space(path, table, color, explained, title: str = "") -> None:
         for ax in row:
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
-    axes[0, 0].set_title("PCA: " + ", ".join(f"PC{k + 1} {100 * e:.0f}%" for k, e in enumerate(explained[:3])), fontsize=8)
+    axes[0, 0].set_title(
+        "PCA: " + ", ".join(f"PC{k + 1} {100 * e:.0f}%" for k, e in enumerate(explained[:3])), fontsize=8
+    )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -189,11 +200,22 @@ def save_benchmark_summary(path, summary) -> None:
     network's re-fit), and the best group resolutions."""
     plt = _plt()
     # "constant prediction": one value for every image, the level a network that learnt nothing reaches
-    panels = [("angle (°)", ["alignment: angle (°)", "network: angle (°)", "constant prediction: angle (°)",
-                             "refined: angle (°)"]),
-              ("amplitudes RMSD (Å)", ["alignment: amplitudes RMSD (Å)", "network: amplitudes RMSD (Å)",
-                                       "constant prediction: amplitudes RMSD (Å)", "refined: amplitudes RMSD (Å)"]),
-              ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"])]
+    panels = [
+        (
+            "angle (°)",
+            ["alignment: angle (°)", "network: angle (°)", "constant prediction: angle (°)", "refined: angle (°)"],
+        ),
+        (
+            "amplitudes RMSD (Å)",
+            [
+                "alignment: amplitudes RMSD (Å)",
+                "network: amplitudes RMSD (Å)",
+                "constant prediction: amplitudes RMSD (Å)",
+                "refined: amplitudes RMSD (Å)",
+            ],
+        ),
+        ("resolution (Å)", ["best half-map resolution (Å)", "best resolution vs truth @0.5 (Å)"]),
+    ]
     colours = {"alignment": "C0", "network": "C1", "constant prediction": "0.6", "refined": "C3"}
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
     x = np.arange(len(summary))
@@ -201,8 +223,13 @@ def save_benchmark_summary(path, summary) -> None:
         cols = [c for c in cols if c in summary.columns]
         for j, c in enumerate(cols):
             width = 0.76 / len(cols)
-            ax.bar(x + (j - (len(cols) - 1) / 2) * width, summary[c].to_numpy(dtype=float), width=width * 0.95,
-                   label=c, color=colours.get(c.split(":")[0]))
+            ax.bar(
+                x + (j - (len(cols) - 1) / 2) * width,
+                summary[c].to_numpy(dtype=float),
+                width=width * 0.95,
+                label=c,
+                color=colours.get(c.split(":")[0]),
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(summary["dataset"], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(ylabel)

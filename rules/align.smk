@@ -10,11 +10,12 @@ rule align:
         amplitudes=res("align/{dataset}/amplitudes.csv"),
         kept=res("align/{dataset}/kept.star"),
         reference=res("align/{dataset}/second_reference.npz"),
-        plot=report(res("align/{dataset}/estimates.png"), caption="../report/align.rst", category="Alignment",
-                    subcategory="{dataset}"),
-    params:
-        cfg=stage_params("align"),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        plot=report(
+            res("align/{dataset}/estimates.png"),
+            caption="../report/align.rst",
+            category="Alignment",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/align/{dataset}.log"),
     benchmark:
@@ -26,6 +27,9 @@ rule align:
         mem_mb=8000,
         runtime=240,
         gpu=1,
+    params:
+        cfg=stage_params("align"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
         " --modes {input.modes} {params.truth} --out-star {output.star} --amplitudes {output.amplitudes}"

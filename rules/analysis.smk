@@ -10,22 +10,29 @@ rule reduce:
     output:
         space=res("analysis/{dataset}/space.csv"),
         pca=res("analysis/{dataset}/pca.json"),
-        plot=report(res("analysis/{dataset}/space.png"), caption="../report/space.rst", category="Conformational space",
-                    subcategory="{dataset}"),
-    params:
-        cfg=stage_params("reduce"),
-        extra=lambda wc, input: " ".join(f"--{k.replace('_', '-')} {input[k]}" for k in ("align_star", "align_amplitudes", "truth")
-                                         if k in input.keys() and input[k]),
-    conda:
-        "../envs/cpu.yaml"
+        plot=report(
+            res("analysis/{dataset}/space.png"),
+            caption="../report/space.rst",
+            category="Conformational space",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/reduce/{dataset}.log"),
     benchmark:
         res("benchmarks/reduce/{dataset}.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        cfg=stage_params("reduce"),
+        extra=lambda wc, input: " ".join(
+            f"--{k.replace('_', '-')} {input[k]}"
+            for k in ("align_star", "align_amplitudes", "truth")
+            if k in input.keys() and input[k]
+        ),
     shell:
         "NUMBA_NUM_THREADS={threads} python -m cryopipe reduce --params {params.cfg:q} --infer-star {input.star}"
         " --infer-amplitudes {input.amplitudes} {params.extra} --out {output.space} --pca {output.pca}"
@@ -39,20 +46,24 @@ rule cluster:
     output:
         table=res("analysis/{dataset}/groups.csv"),
         stars=expand(res("analysis/{{dataset}}/groups/group{group}.star"), group=GROUPS),
-        plot=report(res("analysis/{dataset}/groups.png"), caption="../report/groups.rst", category="Conformational space",
-                    subcategory="{dataset}"),
-    params:
-        cfg=stage_params("cluster"),
-    conda:
-        "../envs/cpu.yaml"
+        plot=report(
+            res("analysis/{dataset}/groups.png"),
+            caption="../report/groups.rst",
+            category="Conformational space",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/cluster/{dataset}.log"),
     benchmark:
         res("benchmarks/cluster/{dataset}.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        cfg=stage_params("cluster"),
     shell:
         "python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
         " --raw-star {input.raw} --out {output.table} --groups {output.stars} --plot {output.plot} > {log} 2>&1"
@@ -65,18 +76,18 @@ rule backproject:
         half1=res("analysis/{dataset}/maps/group{group}_half1.mrc"),
         half2=res("analysis/{dataset}/maps/group{group}_half2.mrc"),
         map=res("analysis/{dataset}/maps/group{group}.mrc"),
-    params:
-        cfg=stage_params("backproject"),
-    conda:
-        "../envs/cpu.yaml"
     log:
         res("logs/backproject/{dataset}/group{group}.log"),
     benchmark:
         res("benchmarks/backproject/{dataset}/group{group}.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 2
     resources:
         mem_mb=backproject_mem_mb,
         runtime=60,
+    params:
+        cfg=stage_params("backproject"),
     shell:
         "python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"
         " --half2 {output.half2} --map {output.map} > {log} 2>&1"
@@ -93,22 +104,28 @@ rule evaluate:
         truth=truth_table,
     output:
         fsc=res("analysis/{dataset}/fsc.csv"),
-        resolutions=report(res("analysis/{dataset}/resolutions.csv"), caption="../report/resolutions.rst",
-                           category="Maps", subcategory="{dataset}"),
-        plot=report(res("analysis/{dataset}/fsc.png"), caption="../report/fsc.rst", category="Maps", subcategory="{dataset}"),
-    params:
-        cfg=stage_params("evaluate"),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
-    conda:
-        "../envs/cpu.yaml"
+        resolutions=report(
+            res("analysis/{dataset}/resolutions.csv"),
+            caption="../report/resolutions.rst",
+            category="Maps",
+            subcategory="{dataset}",
+        ),
+        plot=report(
+            res("analysis/{dataset}/fsc.png"), caption="../report/fsc.rst", category="Maps", subcategory="{dataset}"
+        ),
     log:
         res("logs/evaluate/{dataset}.log"),
     benchmark:
         res("benchmarks/evaluate/{dataset}.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        cfg=stage_params("evaluate"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
         " --half1 {input.half1} --half2 {input.half2} --maps {input.maps} --atoms {input.atoms} --modes {input.modes}"
@@ -122,18 +139,18 @@ rule trajectory:
         modes=rules.modes.output.modes,
     output:
         pdbs=expand(res("analysis/{{dataset}}/trajectory_pc{pc}.pdb"), pc=TRAJECTORY_PCS),
-    params:
-        cfg=stage_params("trajectory"),
-    conda:
-        "../envs/cpu.yaml"
     log:
         res("logs/trajectory/{dataset}.log"),
     benchmark:
         res("benchmarks/trajectory/{dataset}.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        cfg=stage_params("trajectory"),
     shell:
         "python -m cryopipe trajectory --params {params.cfg:q} --pca {input.pca} --reference-pdb {input.pdb}"
         " --modes {input.modes} --out {output.pdbs} > {log} 2>&1"
@@ -149,18 +166,18 @@ rule benchmark_tables:
         path=report(res("benchmark/path.csv"), caption="../report/benchmark.rst", category="Benchmark"),
         markdown=multiext(res("benchmark/"), "parameters.md", "groups.md", "summary.md", "path.md"),
         plot=report(res("benchmark/summary.png"), caption="../report/benchmark.rst", category="Benchmark"),
-    params:
-        cfg=stage_params("tables"),
-    conda:
-        "../envs/cpu.yaml"
     log:
         res("logs/benchmark_tables.log"),
     benchmark:
         res("benchmarks/benchmark_tables.tsv")
+    conda:
+        "../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        cfg=stage_params("tables"),
     shell:
         "python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
         " --groups {output.groups} --summary {output.summary} --path {output.path} --plot {output.plot} > {log} 2>&1"

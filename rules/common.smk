@@ -56,13 +56,18 @@ def raw_star(wildcards):
 def all_targets():
     targets = [res("reference/map.mrc"), res("modes/modes.nmd")]
     for ds in datasets():
-        targets += expand(res("preprocess/{dataset}/{name}"), dataset=ds,
-                          name=["particles.star", "set1.star", "set2.star", "split.csv"])
+        targets += expand(
+            res("preprocess/{dataset}/{name}"),
+            dataset=ds,
+            name=["particles.star", "set1.star", "set2.star", "split.csv"],
+        )
         targets += expand(res("align/{dataset}/{name}"), dataset=ds, name=["kept.star", "amplitudes.csv"])
         targets += expand(res("infer/{dataset}/{name}"), dataset=ds, name=["particles.star", "amplitudes.csv"])
         if refining():
             targets += expand(res("refine/{dataset}/{name}"), dataset=ds, name=["particles.star", "amplitudes.csv"])
-        targets += expand(res("analysis/{dataset}/{name}"), dataset=ds, name=["space.csv", "groups.csv", "resolutions.csv"])
+        targets += expand(
+            res("analysis/{dataset}/{name}"), dataset=ds, name=["space.csv", "groups.csv", "resolutions.csv"]
+        )
         targets += expand(res("analysis/{dataset}/maps/group{group}.mrc"), dataset=ds, group=GROUPS)
         targets += expand(res("analysis/{dataset}/trajectory_pc{pc}.pdb"), dataset=ds, pc=TRAJECTORY_PCS)
     targets.append(res("benchmark/summary.csv"))
@@ -104,24 +109,34 @@ def refining():
 def set2_estimates(wildcards):
     """Image set 2's poses and amplitudes for the analysis: the network's, or their re-fit (refine.mode)."""
     stage = "refine" if refining() else "infer"
-    return {"star": res(f"{stage}/{wildcards.dataset}/particles.star"),
-            "amplitudes": res(f"{stage}/{wildcards.dataset}/amplitudes.csv")}
+    return {
+        "star": res(f"{stage}/{wildcards.dataset}/particles.star"),
+        "amplitudes": res(f"{stage}/{wildcards.dataset}/amplitudes.csv"),
+    }
 
 
 def pooled_alignment(wildcards):
     """Set-1 alignment estimates join the space when analysis.pool_alignment is on."""
     if not config["analysis"]["pool_alignment"]:
         return {}
-    return {"align_star": res(f"align/{wildcards.dataset}/particles.star"),
-            "align_amplitudes": res(f"align/{wildcards.dataset}/amplitudes.csv")}
+    return {
+        "align_star": res(f"align/{wildcards.dataset}/particles.star"),
+        "align_amplitudes": res(f"align/{wildcards.dataset}/amplitudes.csv"),
+    }
 
 
 def benchmark_inputs(wildcards):
     files = [res("reference/atoms.npz"), res("modes/modes.npz")]
     for ds in datasets():
-        files += [res(f"analysis/{ds}/resolutions.csv"), res(f"align/{ds}/particles.star"), res(f"align/{ds}/amplitudes.csv"),
-                  res(f"infer/{ds}/particles.star"), res(f"infer/{ds}/amplitudes.csv"), res(f"infer/{ds}/test.star"),
-                  res(f"infer/{ds}/test_amplitudes.csv")]
+        files += [
+            res(f"analysis/{ds}/resolutions.csv"),
+            res(f"align/{ds}/particles.star"),
+            res(f"align/{ds}/amplitudes.csv"),
+            res(f"infer/{ds}/particles.star"),
+            res(f"infer/{ds}/amplitudes.csv"),
+            res(f"infer/{ds}/test.star"),
+            res(f"infer/{ds}/test_amplitudes.csv"),
+        ]
         if refining():
             files += [res(f"refine/{ds}/particles.star"), res(f"refine/{ds}/amplitudes.csv")]
         if config["data"]["source"] != "import":

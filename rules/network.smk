@@ -8,18 +8,18 @@ rule train:
     output:
         model=res("train/{dataset}/{kind}/model.pt"),
         history=res("train/{dataset}/{kind}/history.csv"),
-        curve=report(res("train/{dataset}/{kind}/learning_curve.png"), caption="../report/train.rst", category="Network",
-                     subcategory="{dataset}"),
-    wildcard_constraints:
-        kind="amplitudes|orientation|shifts|combined",
-    params:
-        cfg=stage_params("train"),
-        launch=TRAIN_LAUNCH,
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        curve=report(
+            res("train/{dataset}/{kind}/learning_curve.png"),
+            caption="../report/train.rst",
+            category="Network",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/train/{dataset}/{kind}.log"),
     benchmark:
         res("benchmarks/train/{dataset}/{kind}.tsv")
+    wildcard_constraints:
+        kind="amplitudes|orientation|shifts|combined",
     conda:
         "../envs/gpu.yaml"
     threads: 2
@@ -27,6 +27,10 @@ rule train:
         mem_mb=8000,
         runtime=720,
         gpu=TRAIN_GPUS,
+    params:
+        cfg=stage_params("train"),
+        launch=TRAIN_LAUNCH,
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "{params.launch} cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
         " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --model {output.model}"
@@ -45,8 +49,6 @@ rule infer:
         amplitudes=res("infer/{dataset}/amplitudes.csv"),
         test_star=res("infer/{dataset}/test.star"),
         test_amplitudes=res("infer/{dataset}/test_amplitudes.csv"),
-    params:
-        cfg=stage_params("infer"),
     log:
         res("logs/infer/{dataset}.log"),
     benchmark:
@@ -58,6 +60,8 @@ rule infer:
         mem_mb=8000,
         runtime=120,
         gpu=1,
+    params:
+        cfg=stage_params("infer"),
     shell:
         "python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
         " --out-star {output.star} --amplitudes {output.amplitudes} --test-from {input.all_star} --split {input.split}"
@@ -76,11 +80,12 @@ rule refine:
     output:
         star=res("refine/{dataset}/particles.star"),
         amplitudes=res("refine/{dataset}/amplitudes.csv"),
-        plot=report(res("refine/{dataset}/refinement.png"), caption="../report/refine.rst", category="Network",
-                    subcategory="{dataset}"),
-    params:
-        cfg=stage_params("refine"),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        plot=report(
+            res("refine/{dataset}/refinement.png"),
+            caption="../report/refine.rst",
+            category="Network",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/refine/{dataset}.log"),
     benchmark:
@@ -92,6 +97,9 @@ rule refine:
         mem_mb=8000,
         runtime=240,
         gpu=1,
+    params:
+        cfg=stage_params("refine"),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "python -m cryopipe refine --params {params.cfg:q} --star {input.star} --amplitudes {input.amplitudes}"
         " --atoms {input.atoms} --modes {input.modes} --reference {input.reference} {params.truth} --out-star {output.star}"

@@ -7,10 +7,12 @@ rule preprocess:
         split=res("preprocess/{dataset}/split.csv"),
         set1=res("preprocess/{dataset}/set1.star"),
         set2=res("preprocess/{dataset}/set2.star"),
-        preview=report(res("preprocess/{dataset}/preview.png"), caption="../report/preprocess.rst", category="Preprocessing",
-                       subcategory="{dataset}"),
-    params:
-        cfg=stage_params("preprocess"),
+        preview=report(
+            res("preprocess/{dataset}/preview.png"),
+            caption="../report/preprocess.rst",
+            category="Preprocessing",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/preprocess/{dataset}.log"),
     benchmark:
@@ -21,6 +23,8 @@ rule preprocess:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        cfg=stage_params("preprocess"),
     shell:
         "python -m cryopipe preprocess --params {params.cfg:q} --star {input.star}"
         " --out-star {output.star} --out-mrcs {output.mrcs} --split {output.split} --set1 {output.set1}"

@@ -3,8 +3,6 @@ rule reference:
         atoms=res("reference/atoms.npz"),
         pdb=res("reference/reference.pdb"),
         map=res("reference/map.mrc"),
-    params:
-        cfg=stage_params("reference"),
     log:
         res("logs/reference.log"),
     benchmark:
@@ -15,6 +13,8 @@ rule reference:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        cfg=stage_params("reference"),
     shell:
         "python -m cryopipe reference --params {params.cfg:q}"
         " --atoms {output.atoms} --pdb-out {output.pdb} --map {output.map} > {log} 2>&1"
@@ -26,8 +26,6 @@ rule modes:
     output:
         modes=res("modes/modes.npz"),
         nmd=res("modes/modes.nmd"),
-    params:
-        cfg=stage_params("modes"),
     log:
         res("logs/modes.log"),
     benchmark:
@@ -38,6 +36,8 @@ rule modes:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        cfg=stage_params("modes"),
     shell:
         "python -m cryopipe modes --params {params.cfg:q}"
         " --pdb {input.pdb} --out {output.modes} --nmd {output.nmd} > {log} 2>&1"

@@ -5,8 +5,6 @@ rule conformations:
     output:
         table=res("conformations/truth.csv"),
         plot=report(res("conformations/truth.png"), caption="../report/conformations.rst", category="Simulation"),
-    params:
-        cfg=stage_params("conformations"),
     log:
         res("logs/conformations.log"),
     benchmark:
@@ -17,6 +15,8 @@ rule conformations:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        cfg=stage_params("conformations"),
     shell:
         "python -m cryopipe conformations --params {params.cfg:q} --modes {input.modes}"
         " --atoms {input.atoms} --out {output.table} --plot {output.plot} > {log} 2>&1"
@@ -33,10 +33,12 @@ rule simulate:
         star=res("simulate/{dataset}/particles.star"),
         mrcs=res("simulate/{dataset}/particles.mrcs"),
         truth=res("simulate/{dataset}/truth.csv"),
-        preview=report(res("simulate/{dataset}/preview.png"), caption="../report/simulate.rst", category="Simulation",
-                       subcategory="{dataset}"),
-    params:
-        cfg=stage_params("simulate"),
+        preview=report(
+            res("simulate/{dataset}/preview.png"),
+            caption="../report/simulate.rst",
+            category="Simulation",
+            subcategory="{dataset}",
+        ),
     log:
         res("logs/simulate/{dataset}.log"),
     benchmark:
@@ -47,6 +49,8 @@ rule simulate:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        cfg=stage_params("simulate"),
     shell:
         "python -m cryopipe simulate --params {params.cfg:q} --dataset {wildcards.dataset}"
         " --atoms {input.atoms} --modes {input.modes} --conformations {input.conformations}"
@@ -58,8 +62,6 @@ rule import_particles:
         star=lambda wc: config["data"]["import"]["star"] or [],
     output:
         star=res("import/{dataset}/particles.star"),
-    params:
-        cfg=stage_params("import_star"),
     log:
         res("logs/import/{dataset}.log"),
     benchmark:
@@ -70,5 +72,7 @@ rule import_particles:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        cfg=stage_params("import_star"),
     shell:
         "python -m cryopipe import --params {params.cfg:q} --out {output.star} > {log} 2>&1"

@@ -16,8 +16,9 @@ def main() -> None:
     ap.add_argument("output")
     ap.add_argument("--modes", type=int, nargs="+", required=True, dest="numbers")
     ap.add_argument("--amplitudes", type=float, nargs="+", help="one per mode, Å RMSD")
-    ap.add_argument("--trajectory", type=float, nargs=3, metavar=("FROM", "TO", "STEPS"),
-                    help="frames along the first mode, Å RMSD")
+    ap.add_argument(
+        "--trajectory", type=float, nargs=3, metavar=("FROM", "TO", "STEPS"), help="frames along the first mode, Å RMSD"
+    )
     args = ap.parse_args()
 
     import numpy as np

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Save a PNG montage of the first images of a RELION .star or an .mrcs stack.
 
-    python scripts/montage.py results/preprocess/snr0.1_df0.5-2/particles.star montage.png --n 32
+python scripts/montage.py results/preprocess/snr0.1_df0.5-2/particles.star montage.png --n 32
 """
 
 import argparse

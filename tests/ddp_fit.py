@@ -9,10 +9,17 @@ from cryopipe.nn.engine import TrainSettings, fit
 from cryopipe.nn.heads import Regressor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_network import Tiny  # noqa: E402
+from test_network import Tiny
 
 out = Path(sys.argv[1])
 torch.manual_seed(1)
 model = Regressor(("amplitudes",), 2, depth=18, image_size=24)
-fit(model, Tiny(32, 0), Tiny(8, 1), TrainSettings(epochs=2, batch_size=8, seed=3), out, meta={"kinds": ["amplitudes"]},
-    progress=False)
+fit(
+    model,
+    Tiny(32, 0),
+    Tiny(8, 1),
+    TrainSettings(epochs=2, batch_size=8, seed=3),
+    out,
+    meta={"kinds": ["amplitudes"]},
+    progress=False,
+)

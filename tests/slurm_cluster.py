@@ -57,8 +57,10 @@ def ensure_slurm() -> str | None:
         return f"SLURM is not installed ({', '.join(missing)} missing) and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log = []
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES],
+    ):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         log.append(f"$ {shlex.join(cmd)}  (exit {proc.returncode})\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     missing = _missing_programs()
@@ -101,6 +103,7 @@ class SlurmCluster:
         key.chmod(0o600)
         (self.root / "munge").chmod(0o700)
         cpus, memory = _hardware()
+        cpus, memory = max(cpus, MIN_CPUS), max(memory, MIN_MEMORY_MB)
         r = self.root
         self.conf.write_text(f"""\
 ClusterName=cryopipetest
@@ -133,7 +136,7 @@ ReturnToService=2
 MinJobAge=300
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={max(cpus, MIN_CPUS)} RealMemory={max(memory, MIN_MEMORY_MB)} Gres=gpu:1 State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={self.node} MaxTime=INFINITE State=UP
 """)
@@ -151,8 +154,10 @@ with open({str(self.sbatch_log)!r}, "a") as f:
 os.execv({real_sbatch!r}, [{real_sbatch!r}, *sys.argv[1:]])
 """)
         srun = self.bin / "srun"
-        srun.write_text(f"#!/bin/sh\n# Test shim: the job-step executor drops SLURM_CONF.\n"
-                        f"SLURM_CONF={shlex.quote(str(self.conf))} exec {shlex.quote(real_srun)} \"$@\"\n")
+        srun.write_text(
+            f"#!/bin/sh\n# Test shim: the job-step executor drops SLURM_CONF.\n"
+            f'SLURM_CONF={shlex.quote(str(self.conf))} exec {shlex.quote(real_srun)} "$@"\n'
+        )
         for f in (sbatch, srun):
             f.chmod(0o755)
 
@@ -174,21 +179,37 @@ os.execv({real_sbatch!r}, [{real_sbatch!r}, *sys.argv[1:]])
     # -- daemons -------------------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / "log" / f"{name}.out", "w")
-        self.procs[name] = subprocess.Popen(cmd, env=self.env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            cmd,
+            env=self.env,
+            cwd=self.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _check_alive(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
                 raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.logs()}")
 
-    def start(self, timeout: float = 60.0) -> "SlurmCluster":
+    def start(self, timeout: float = 60.0) -> SlurmCluster:
         self._write_config()
         r = self.root
         try:
-            self._spawn("munged", ["munged", "--foreground", f"--socket={r}/run/munge.socket",
-                                   f"--key-file={r}/munge/munge.key", f"--pid-file={r}/run/munged.pid",
-                                   f"--seed-file={r}/munge/munged.seed", f"--log-file={r}/log/munged.log"])
+            self._spawn(
+                "munged",
+                [
+                    "munged",
+                    "--foreground",
+                    f"--socket={r}/run/munge.socket",
+                    f"--key-file={r}/munge/munge.key",
+                    f"--pid-file={r}/run/munged.pid",
+                    f"--seed-file={r}/munge/munged.seed",
+                    f"--log-file={r}/log/munged.log",
+                ],
+            )
             self._wait(lambda: (r / "run" / "munge.socket").exists(), timeout, "the munge socket")
             self._spawn("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)])
             self._wait(lambda: self.run("sinfo", "-h", check=False) != "", timeout, "slurmctld")

@@ -25,21 +25,37 @@ def adk():
     atoms = atoms_from_selection(sel)
     modes, _, _ = compute_modes(sel, n_modes=2)
     keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
-    return atoms, modes.vectors, full_atom_reference(atoms.coords, atoms.weights, modes.vectors, SIGMA), \
-        residue_beads(atoms.coords, atoms.weights, modes.vectors, keys, SIGMA)
+    return (
+        atoms,
+        modes.vectors,
+        full_atom_reference(atoms.coords, atoms.weights, modes.vectors, SIGMA),
+        residue_beads(atoms.coords, atoms.weights, modes.vectors, keys, SIGMA),
+    )
 
 
 def noiseless(adk, n, seed=0, size=SIZE, apix=APIX):
     atoms, vectors, _, _ = adk
     rng = np.random.default_rng(seed)
     euler = matrix_to_euler(random_rotations(n, torch.Generator().manual_seed(seed))).numpy()
-    truth = pd.DataFrame({"particle": np.arange(n), "mode7": rng.uniform(-4, 4, n), "mode8": rng.uniform(-4, 4, n),
-                          "rlnAngleRot": euler[:, 0], "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2],
-                          "rlnOriginXAngst": rng.uniform(-3, 3, n), "rlnOriginYAngst": rng.uniform(-3, 3, n),
-                          "rlnDefocusU": 15000.0, "rlnDefocusV": 15000.0, "rlnDefocusAngle": 0.0})
+    truth = pd.DataFrame(
+        {
+            "particle": np.arange(n),
+            "mode7": rng.uniform(-4, 4, n),
+            "mode8": rng.uniform(-4, 4, n),
+            "rlnAngleRot": euler[:, 0],
+            "rlnAngleTilt": euler[:, 1],
+            "rlnAnglePsi": euler[:, 2],
+            "rlnOriginXAngst": rng.uniform(-3, 3, n),
+            "rlnOriginYAngst": rng.uniform(-3, 3, n),
+            "rlnDefocusU": 15000.0,
+            "rlnDefocusV": 15000.0,
+            "rlnDefocusAngle": 0.0,
+        }
+    )
     sim = Simulator(atoms.coords, atoms.weights, vectors, Optics(apix, size), sigma=SIGMA, ctf=False)
-    imgs = preprocess_batch(sim.signal(truth, ["mode7", "mode8"]).double(), truth, {}, size=size, do_phase_flip=False,
-                            background_radius=0.8)
+    imgs = preprocess_batch(
+        sim.signal(truth, ["mode7", "mode8"]).double(), truth, {}, size=size, do_phase_flip=False, background_radius=0.8
+    )
     return imgs.float(), truth
 
 
@@ -78,14 +94,21 @@ def test_loss_minimum_at_true_parameters(adk):
 @pytest.fixture(scope="module")
 def aligner(adk):
     _, _, atoms_ref, beads_ref = adk
-    settings = AlignSettings(search_size=SIZE, coarse=[Stage(SIZE, 8.0, 40)], fine=[Stage(SIZE, 5.5, 40, beads=False)],
-                             batch_size=8, max_shift=4.0)
+    settings = AlignSettings(
+        search_size=SIZE,
+        coarse=[Stage(SIZE, 8.0, 40)],
+        fine=[Stage(SIZE, 5.5, 40, beads=False)],
+        batch_size=8,
+        max_shift=4.0,
+    )
     return Aligner(atoms_ref, beads_ref, settings, OPTICS, SIZE, ctf=False)
 
 
 def test_recovers_pose_and_amplitudes_noiseless(adk, aligner):
     imgs, truth = noiseless(adk, 8, seed=2)
-    res = aligner.align(imgs.numpy(), truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(), progress=False)
+    res = aligner.align(
+        imgs.numpy(), truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(), progress=False
+    )
     R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
     ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
     shift = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / APIX
@@ -105,8 +128,11 @@ def test_refine_rigid_global_recovers_poses_from_chance(adk, aligner):
     """Network poses at chance, amplitudes right: the rigid re-fit finds the poses and leaves the amplitudes."""
     imgs, truth = noiseless(adk, 8, seed=4)
     R_true, o_true, a_true = _truth_arrays(truth)
-    start = {"rotations": random_rotations(8, torch.Generator().manual_seed(99)).numpy(), "origins": np.zeros((8, 2)),
-             "amplitudes": a_true}
+    start = {
+        "rotations": random_rotations(8, torch.Generator().manual_seed(99)).numpy(),
+        "origins": np.zeros((8, 2)),
+        "amplitudes": a_true,
+    }
     assert np.median(angular_distance(torch.tensor(start["rotations"]), R_true).numpy()) > 45
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=True, elastic=False)
@@ -128,8 +154,11 @@ def test_refine_elastic_local_polishes_a_close_prediction(adk, aligner):
     axis = torch.nn.functional.normalize(torch.randn(8, 3, generator=g, dtype=torch.float64), dim=1)
     R_start = torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true
     rng = np.random.default_rng(0)
-    start = {"rotations": R_start.numpy(), "origins": o_true + rng.normal(0, 1.0, (8, 2)),
-             "amplitudes": a_true + rng.choice([-2.0, 2.0], a_true.shape)}
+    start = {
+        "rotations": R_start.numpy(),
+        "origins": o_true + rng.normal(0, 1.0, (8, 2)),
+        "amplitudes": a_true + rng.choice([-2.0, 2.0], a_true.shape),
+    }
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
     ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
@@ -176,8 +205,16 @@ def test_model_ctf_matches_phase_flip_state(adk, flipped):
 
     imgs, truth = noiseless(adk, 2, seed=4)
     d = torch.tensor([12000.0, 20000.0])
-    c = ctf_2d(d, d, torch.zeros(2), voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.1, pixel_size=APIX,
-               shape=(SIZE, SIZE)).float()
+    c = ctf_2d(
+        d,
+        d,
+        torch.zeros(2),
+        voltage=300.0,
+        spherical_aberration=2.7,
+        amplitude_contrast=0.1,
+        pixel_size=APIX,
+        shape=(SIZE, SIZE),
+    ).float()
     data = torch.fft.irfft2(torch.fft.rfft2(imgs) * (c.abs() if flipped else c), s=(SIZE, SIZE))
     ref = adk[2].to("cpu")
     A = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy())).float()
@@ -188,6 +225,8 @@ def test_model_ctf_matches_phase_flip_state(adk, flipped):
         batch = ImageBatch(data, d, d, torch.zeros(2), OPTICS, ctf=True, phase_flipped=model_flipped)
         image_ft, model_ctf, px = batch.at(SIZE)
         w = band_weights(SIZE, px, 2 * APIX)
-        scores[model_flipped] = correlation(torch.fft.rfft2(ref.render(a, A, o, size=SIZE, pixel_size=px)), image_ft, model_ctf, w)
+        scores[model_flipped] = correlation(
+            torch.fft.rfft2(ref.render(a, A, o, size=SIZE, pixel_size=px)), image_ft, model_ctf, w
+        )
     assert (scores[flipped] > 0.999).all()
     assert (scores[not flipped] < scores[flipped] - 0.1).all()

@@ -17,7 +17,6 @@ from cryopipe.imaging.fourier import crop_centered, pad_centered
 from cryopipe.imaging.project import atoms_to_map, project_atoms
 from cryopipe.io.mrc import write_mrc
 from cryopipe.io.star import image_names, load_images, make_optics, read_star, write_star
-
 from helpers import TINY, corr, run_cli, stage_json
 
 
@@ -50,7 +49,9 @@ def test_groups_by_bins_kmeans_gmm_and_polygons():
     eq = pc1_bins(pc1, 3)
     assert np.bincount(eq).tolist() == [50, 50, 50]
     edges = pc1_bins(pc1, 0, edges=[-3.0, 3.0, 20.0])
-    assert (edges[pc1 < -3] == -1).all() and (edges[(pc1 >= -3) & (pc1 < 3)] == 0).all() and (edges[pc1 >= 3] == 1).all()
+    assert (
+        (edges[pc1 < -3] == -1).all() and (edges[(pc1 >= -3) & (pc1 < 3)] == 0).all() and (edges[pc1 >= 3] == 1).all()
+    )
     square = [[-1, 3], [1, 3], [1, 5], [-1, 5]]
     lab = in_polygons(np.array([[0.0, 4.0], [5.0, 5.0]]), [square])
     assert lab.tolist() == [0, -1]
@@ -66,7 +67,7 @@ def test_dense_regions_find_the_dense_blobs_and_leave_the_background_out():
     which = np.repeat([0, 1, 2], sizes)
     background = g.uniform(-6, 6, (300, 2))
     pts = np.concatenate([blobs, background])
-    found, bandwidth, separation = density_peaks(pts, 3)
+    found, _bandwidth, separation = density_peaks(pts, 3)
     for c in centres:  # each blob centre found once, to within a fraction of its width
         assert np.linalg.norm(found - c, axis=1).min() < 0.15
     assert np.linalg.norm(found[0] - centres[1]) < 0.15  # densest first
@@ -75,10 +76,10 @@ def test_dense_regions_find_the_dense_blobs_and_leave_the_background_out():
     for grp, blob in ((0, 1), (1, 2), (2, 0)):
         assert (labels[: len(blobs)][which == blob] == grp).mean() > 0.99
     far = np.linalg.norm(background[:, None] - centres[None], axis=2).min(1) > separation / 2 + 0.2
-    assert (labels[len(blobs):][far] == -1).all() and far.sum() > 150  # the empty space is in no group
+    assert (labels[len(blobs) :][far] == -1).all() and far.sum() > 150  # the empty space is in no group
     narrow = assign_groups(pts, pts[:, 0], {"method": "dense", "k": 3, "radius": 0.5}, seed=0)
     assert ((narrow >= 0) <= (labels >= 0)).all() and (narrow >= 0).sum() < (labels >= 0).sum()
-    with pytest.raises(ValueError, match="analysis.cluster.k"):  # 40 regions 4 units apart do not fit
+    with pytest.raises(ValueError, match=r"analysis\.cluster\.k"):  # 40 regions 4 units apart do not fit
         assign_groups(pts, pts[:, 0], {"method": "dense", "k": 40, "separation": 4.0}, seed=0)
 
 
@@ -103,7 +104,11 @@ def test_parameter_errors_know_the_answer():
     coords, modes = g.normal(0, 10, (50, 3)), g.normal(size=(2, 50, 3))
     e = errors(a, a, names, coords, modes, 1.5)
     assert all(np.allclose(v, 0, atol=1e-5) for v in e.values())
-    b = {"amplitudes": a["amplitudes"] + [0.5, 0.0], "euler": euler + [0.0, 0.0, 10.0], "shifts": a["shifts"] + [3.0, 4.0]}
+    b = {
+        "amplitudes": a["amplitudes"] + [0.5, 0.0],
+        "euler": euler + [0.0, 0.0, 10.0],
+        "shifts": a["shifts"] + [3.0, 4.0],
+    }
     e = errors(b, a, names, coords, modes, 1.5)
     np.testing.assert_allclose(e["angle (°)"], 10.0, atol=1e-6)  # a psi offset is an in-plane rotation of 10°
     np.testing.assert_allclose(e["|Δmode7| (Å RMSD)"], 0.5)
@@ -130,17 +135,36 @@ def posed_stack(tmp_path_factory):
     for i in range(0, n, 250):
         sl = slice(i, i + 250)
         imgs = project_atoms(coords[None], w, A[sl], origins[sl], pixel_size=APIX, size=L, sigma=2.5)
-        ctf = ctf_2d(df[sl], df[sl] - 200, np.full(len(imgs), 30.0), voltage=300.0, spherical_aberration=2.7,
-                     amplitude_contrast=0.1, pixel_size=APIX, shape=(2 * L, 2 * L), rfft=False).double()
+        ctf = ctf_2d(
+            df[sl],
+            df[sl] - 200,
+            np.full(len(imgs), 30.0),
+            voltage=300.0,
+            spherical_aberration=2.7,
+            amplitude_contrast=0.1,
+            pixel_size=APIX,
+            shape=(2 * L, 2 * L),
+            rfft=False,
+        ).double()
         F = torch.fft.fft2(torch.fft.ifftshift(pad_centered(imgs, 2 * L), dim=(-2, -1))) * ctf
         stack[sl] = crop_centered(torch.fft.fftshift(torch.fft.ifft2(F).real, dim=(-2, -1)), L).numpy()
     stack += 0.05 * stack.std() * g.standard_normal(stack.shape).astype(np.float32)
     write_mrc(d / "particles.mrcs", stack, APIX)
     euler = matrix_to_euler(A).numpy()
-    particles = pd.DataFrame({"rlnImageName": image_names(d / "particles.mrcs", n), "rlnAngleRot": euler[:, 0],
-                              "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2],
-                              "rlnOriginXAngst": origins[:, 0].numpy(), "rlnOriginYAngst": origins[:, 1].numpy(),
-                              "rlnDefocusU": df, "rlnDefocusV": df - 200, "rlnDefocusAngle": 30.0, "rlnOpticsGroup": 1})
+    particles = pd.DataFrame(
+        {
+            "rlnImageName": image_names(d / "particles.mrcs", n),
+            "rlnAngleRot": euler[:, 0],
+            "rlnAngleTilt": euler[:, 1],
+            "rlnAnglePsi": euler[:, 2],
+            "rlnOriginXAngst": origins[:, 0].numpy(),
+            "rlnOriginYAngst": origins[:, 1].numpy(),
+            "rlnDefocusU": df,
+            "rlnDefocusV": df - 200,
+            "rlnDefocusAngle": 30.0,
+            "rlnOpticsGroup": 1,
+        }
+    )
     write_star(d / "particles.star", particles, make_optics(APIX, L, 300.0, 2.7, 0.1))
     return d, atoms_to_map(coords, w, pixel_size=APIX, size=L, sigma=2.5)
 
@@ -148,8 +172,19 @@ def posed_stack(tmp_path_factory):
 def test_backproject_cli_recovers_the_map_from_a_star(posed_stack):
     d, vol = posed_stack
     params = json.loads(stage_json("backproject"))
-    run_cli("backproject", "--params", json.dumps(params), "--star", d / "particles.star", "--half1", d / "h1.mrc",
-            "--half2", d / "h2.mrc", "--map", d / "map.mrc")
+    run_cli(
+        "backproject",
+        "--params",
+        json.dumps(params),
+        "--star",
+        d / "particles.star",
+        "--half1",
+        d / "h1.mrc",
+        "--half2",
+        d / "h2.mrc",
+        "--map",
+        d / "map.mrc",
+    )
     maps = {}
     for name in ("h1", "h2", "map"):
         with mrcfile.open(d / f"{name}.mrc") as mrc:
@@ -176,7 +211,9 @@ def test_backproject_fsc_regulariser_tracks_the_noise(posed_stack):
     clean = reconstruct_halves(particles.iloc[:600], opt, d / "particles.star")
     # Heavy noise: the same poses, images 5× noisier than their signal.
     noisy_stack = load_images(particles.iloc[:600], d / "particles.star")
-    noisy_stack = noisy_stack + 5 * noisy_stack.std() * np.random.default_rng(7).standard_normal(noisy_stack.shape).astype(np.float32)
+    noisy_stack = noisy_stack + 5 * noisy_stack.std() * np.random.default_rng(7).standard_normal(
+        noisy_stack.shape
+    ).astype(np.float32)
     write_mrc(d / "noisy.mrcs", noisy_stack, APIX)
     noisy_p = particles.iloc[:600].copy()
     noisy_p["rlnImageName"] = image_names(d / "noisy.mrcs", 600)
@@ -191,15 +228,37 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
     raw, raw_optics = read_star(sim / "particles.star")
     g = np.random.default_rng(8)
     n = len(raw)
-    space = pd.DataFrame({"particle": np.arange(n), "source": "network", "pc1": g.normal(size=n), "pc2": g.normal(size=n),
-                          "rlnAngleRot": g.uniform(-180, 180, n), "rlnAngleTilt": g.uniform(0, 180, n),
-                          "rlnAnglePsi": g.uniform(-180, 180, n), "rlnOriginXAngst": g.normal(size=n),
-                          "rlnOriginYAngst": g.normal(size=n)})
+    space = pd.DataFrame(
+        {
+            "particle": np.arange(n),
+            "source": "network",
+            "pc1": g.normal(size=n),
+            "pc2": g.normal(size=n),
+            "rlnAngleRot": g.uniform(-180, 180, n),
+            "rlnAngleTilt": g.uniform(0, 180, n),
+            "rlnAnglePsi": g.uniform(-180, 180, n),
+            "rlnOriginXAngst": g.normal(size=n),
+            "rlnOriginYAngst": g.normal(size=n),
+        }
+    )
     space.to_csv(tmp_path / "space.csv", index=False)
     cfg = {**TINY, "analysis": {"cluster": {"method": "pc1_bins", "k": 2}}}
     stars = [tmp_path / "group0.star", tmp_path / "group1.star"]
-    run_cli("cluster", "--params", stage_json("cluster", cfg), "--space", tmp_path / "space.csv", "--raw-star",
-            sim / "particles.star", "--out", tmp_path / "groups.csv", "--groups", *stars, "--plot", tmp_path / "groups.png")
+    run_cli(
+        "cluster",
+        "--params",
+        stage_json("cluster", cfg),
+        "--space",
+        tmp_path / "space.csv",
+        "--raw-star",
+        sim / "particles.star",
+        "--out",
+        tmp_path / "groups.csv",
+        "--groups",
+        *stars,
+        "--plot",
+        tmp_path / "groups.png",
+    )
     seen = []
     for k, path in enumerate(stars):
         particles, optics = read_star(path)
@@ -213,20 +272,48 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
         assert (particles["rlnRandomSubset"] == np.array(ids) % 2 + 1).all()
         assert (particles["rlnClassNumber"] == k + 1).all()
         assert (sub["pc1"] <= space["pc1"].median()).all() == (k == 0)
-        np.testing.assert_array_equal(load_images(particles, path), load_images(raw, sim / "particles.star", np.array(ids)))
+        np.testing.assert_array_equal(
+            load_images(particles, path), load_images(raw, sim / "particles.star", np.array(ids))
+        )
     assert sorted(seen) == list(range(n))
     # Dense regions: images between them are in no group's STAR; asking for more regions than fit is
     # a one-line error naming the key, and no group file is written.
     dense = {**TINY, "analysis": {"cluster": {"method": "dense", "k": 2}}}
-    run_cli("cluster", "--params", stage_json("cluster", dense), "--space", tmp_path / "space.csv", "--raw-star",
-            sim / "particles.star", "--out", tmp_path / "dense.csv", "--groups", *stars, "--plot", tmp_path / "dense.png")
+    run_cli(
+        "cluster",
+        "--params",
+        stage_json("cluster", dense),
+        "--space",
+        tmp_path / "space.csv",
+        "--raw-star",
+        sim / "particles.star",
+        "--out",
+        tmp_path / "dense.csv",
+        "--groups",
+        *stars,
+        "--plot",
+        tmp_path / "dense.png",
+    )
     labels = pd.read_csv(tmp_path / "dense.csv")["group"]
     assert (labels == -1).any() and sum(len(read_star(p)[0]) for p in stars) == (labels >= 0).sum()
     crowded = {**TINY, "analysis": {"cluster": {"method": "dense", "k": 2, "separation": 100.0}}}
     fresh = [tmp_path / "crowded0.star", tmp_path / "crowded1.star"]
-    proc = run_cli("cluster", "--params", stage_json("cluster", crowded), "--space", tmp_path / "space.csv", "--raw-star",
-                   sim / "particles.star", "--out", tmp_path / "crowded.csv", "--groups", *fresh, "--plot",
-                   tmp_path / "crowded.png", check=False)
+    proc = run_cli(
+        "cluster",
+        "--params",
+        stage_json("cluster", crowded),
+        "--space",
+        tmp_path / "space.csv",
+        "--raw-star",
+        sim / "particles.star",
+        "--out",
+        tmp_path / "crowded.csv",
+        "--groups",
+        *fresh,
+        "--plot",
+        tmp_path / "crowded.png",
+        check=False,
+    )
     assert proc.returncode != 0 and "analysis.cluster.k" in proc.stderr and "space.csv" in proc.stderr
     assert not any(p.exists() for p in [*fresh, tmp_path / "crowded.csv"])
 
@@ -241,8 +328,19 @@ def test_trajectory_frames_are_linear_along_the_axis(tiny_dataset, tmp_path):
     (tmp_path / "pca.json").write_text(json.dumps({"modes": ["mode7", "mode8", "mode9"], **pca.to_dict()}))
     cfg = {**TINY, "analysis": {"trajectory": {"components": [1, 2], "frames": 5, "extent": 2.0}}}
     out = [tmp_path / "pc1.pdb", tmp_path / "pc2.pdb"]
-    run_cli("trajectory", "--params", stage_json("trajectory", cfg), "--pca", tmp_path / "pca.json", "--reference-pdb",
-            tiny_dataset / "ref.pdb", "--modes", tiny_dataset / "modes.npz", "--out", *out)
+    run_cli(
+        "trajectory",
+        "--params",
+        stage_json("trajectory", cfg),
+        "--pca",
+        tmp_path / "pca.json",
+        "--reference-pdb",
+        tiny_dataset / "ref.pdb",
+        "--modes",
+        tiny_dataset / "modes.npz",
+        "--out",
+        *out,
+    )
     ref = prody.parsePDB(str(tiny_dataset / "ref.pdb"))
     traj = prody.parsePDB(str(out[0]))
     frames = traj.getCoordsets()
@@ -269,17 +367,46 @@ def test_evaluate_scores_maps_against_the_true_centroid(tiny_dataset, tmp_path):
     paths = {"half1": [], "half2": [], "maps": []}
     size, apix = 40, 2.0
     for k in range(2):
-        ref, _ = centroid_map(truth, groups.loc[groups["group"] == k, "particle"].to_numpy(), atoms, modes.select([7, 8, 9]), cols,
-                              size, apix, 5.0)
+        ref, _ = centroid_map(
+            truth,
+            groups.loc[groups["group"] == k, "particle"].to_numpy(),
+            atoms,
+            modes.select([7, 8, 9]),
+            cols,
+            size,
+            apix,
+            5.0,
+        )
         noise = 0.3 * float(ref.std()) if k == 0 else 3.0 * float(ref.std())  # group 1 much noisier
         for key in paths:
             p = tmp_path / f"g{k}_{key}.mrc"
             write_mrc(p, (ref.numpy() + noise * g.standard_normal(ref.shape)).astype(np.float32), apix)
             paths[key].append(p)
-    run_cli("evaluate", "--params", stage_json("evaluate"), "--groups-table", tmp_path / "groups.csv",
-            "--half1", *paths["half1"], "--half2", *paths["half2"], "--maps", *paths["maps"], "--atoms", tiny_dataset / "atoms.npz",
-            "--modes", tiny_dataset / "modes.npz", "--truth", tiny_dataset / "sim" / "truth.csv", "--fsc", tmp_path / "fsc.csv",
-            "--resolutions", tmp_path / "res.csv", "--plot", tmp_path / "fsc.png")
+    run_cli(
+        "evaluate",
+        "--params",
+        stage_json("evaluate"),
+        "--groups-table",
+        tmp_path / "groups.csv",
+        "--half1",
+        *paths["half1"],
+        "--half2",
+        *paths["half2"],
+        "--maps",
+        *paths["maps"],
+        "--atoms",
+        tiny_dataset / "atoms.npz",
+        "--modes",
+        tiny_dataset / "modes.npz",
+        "--truth",
+        tiny_dataset / "sim" / "truth.csv",
+        "--fsc",
+        tmp_path / "fsc.csv",
+        "--resolutions",
+        tmp_path / "res.csv",
+        "--plot",
+        tmp_path / "fsc.png",
+    )
     res = pd.read_csv(tmp_path / "res.csv")
     assert res["images"].tolist() == [12, 12]
     half, vs_truth = res["resolution half-maps @0.143 (Å)"], res["resolution vs truth @0.5 (Å)"]
@@ -289,10 +416,15 @@ def test_evaluate_scores_maps_against_the_true_centroid(tiny_dataset, tmp_path):
     assert curves.groupby("group")["fsc_truth"].first().gt(0.99).all()  # DC shell
 
 
-@pytest.mark.parametrize("bad, key", [({"cluster": {"method": "polygons"}}, "analysis.cluster.polygons"),
-                                      ({"cluster": {"method": "kmeans", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
-                                      ({"cluster": {"method": "dense", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
-                                      ({"cluster": {"bins": [1.0, 0.0]}}, "analysis.cluster.bins")])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"cluster": {"method": "polygons"}}, "analysis.cluster.polygons"),
+        ({"cluster": {"method": "kmeans", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
+        ({"cluster": {"method": "dense", "space": "umap"}, "umap": False}, "analysis.cluster.space"),
+        ({"cluster": {"bins": [1.0, 0.0]}}, "analysis.cluster.bins"),
+    ],
+)
 def test_inconsistent_analysis_config_names_the_key(bad, key):
     from cryopipe.config import validate_config
     from cryopipe.errors import CryopipeError
@@ -304,8 +436,20 @@ def test_inconsistent_analysis_config_names_the_key(bad, key):
 def test_params_planned_by_another_version_are_refused(tiny_dataset, tmp_path):
     params = json.loads(stage_json("trajectory"))
     params["cryopipe_version"] = "0.0.0-other"
-    proc = run_cli("trajectory", "--params", json.dumps(params), "--pca", tmp_path / "none.json", "--reference-pdb",
-                   tiny_dataset / "ref.pdb", "--modes", tiny_dataset / "modes.npz", "--out", tmp_path / "t.pdb", check=False)
+    proc = run_cli(
+        "trajectory",
+        "--params",
+        json.dumps(params),
+        "--pca",
+        tmp_path / "none.json",
+        "--reference-pdb",
+        tiny_dataset / "ref.pdb",
+        "--modes",
+        tiny_dataset / "modes.npz",
+        "--out",
+        tmp_path / "t.pdb",
+        check=False,
+    )
     assert proc.returncode == 2 and "planned with cryopipe 0.0.0-other" in proc.stderr
     assert not (tmp_path / "t.pdb").exists()
 
@@ -334,14 +478,28 @@ def test_refine_cli_refits_set2_and_reports_bad_input(tiny_dataset, tmp_path):
     write_star(tmp_path / "net.star", start, optics)
     truth[["particle"] + modes].to_csv(tmp_path / "net.csv", index=False)
     cfg = {**TINY, "refine": {"mode": "rigid", "search": "local"}}
-    common = ["--star", tmp_path / "net.star", "--atoms", tiny_dataset / "atoms.npz", "--modes", tiny_dataset / "modes.npz",
-              "--out-star", tmp_path / "out.star", "--out-amplitudes", tmp_path / "out.csv", "--plot", tmp_path / "out.png"]
+    common = [
+        "--star",
+        tmp_path / "net.star",
+        "--atoms",
+        tiny_dataset / "atoms.npz",
+        "--modes",
+        tiny_dataset / "modes.npz",
+        "--out-star",
+        tmp_path / "out.star",
+        "--out-amplitudes",
+        tmp_path / "out.csv",
+        "--plot",
+        tmp_path / "out.png",
+    ]
     run_cli("refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "net.csv", *common)
     out, _ = read_star(tmp_path / "out.star")
     assert list(out["rlnImageName"]) == list(particles["rlnImageName"])
     angles = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
-    err = angular_distance(euler_to_matrix(torch.tensor(out[angles].to_numpy())),
-                           euler_to_matrix(torch.tensor(particles[angles].to_numpy()))).numpy()
+    err = angular_distance(
+        euler_to_matrix(torch.tensor(out[angles].to_numpy())),
+        euler_to_matrix(torch.tensor(particles[angles].to_numpy())),
+    ).numpy()
     # From 5° everywhere to well under it on most images (noisy 40-px images with CTF, not preprocessed).
     assert np.median(err) < 3.5 and (err < 5.0).mean() >= 0.75, err
     table = pd.read_csv(tmp_path / "out.csv")
@@ -351,8 +509,12 @@ def test_refine_cli_refits_set2_and_reports_bad_input(tiny_dataset, tmp_path):
     truth[["particle"] + modes].iloc[1:].to_csv(tmp_path / "short.csv", index=False)
     for f in ("out.star", "out.csv", "out.png"):
         (tmp_path / f).unlink()
-    proc = run_cli("refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "short.csv", *common, check=False)
+    proc = run_cli(
+        "refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "short.csv", *common, check=False
+    )
     assert proc.returncode == 2 and "short.csv: no row for particle" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.star").exists()
-    proc = run_cli("refine", "--params", stage_json("refine", TINY), "--amplitudes", tmp_path / "net.csv", *common, check=False)
+    proc = run_cli(
+        "refine", "--params", stage_json("refine", TINY), "--amplitudes", tmp_path / "net.csv", *common, check=False
+    )
     assert proc.returncode == 2 and "refine.mode" in proc.stderr

@@ -10,7 +10,6 @@ from cryopipe.geometry import random_rotations
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.fourier import crop_centered, pad_centered
 from cryopipe.imaging.project import atoms_to_map, project_atoms
-
 from helpers import corr
 
 L, APIX, SIGMA = 64, 1.5, 2.0
@@ -36,8 +35,17 @@ def test_backprojection_recovers_known_map(blob_map, with_ctf):
         imgs = project_atoms(coords[None], w, A[sl], origins[sl], pixel_size=APIX, size=L, sigma=SIGMA)
         ctf = None
         if with_ctf:
-            ctf = ctf_2d(df[sl], df[sl], torch.zeros(len(imgs)), voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.1,
-                         pixel_size=APIX, shape=(2 * L, 2 * L), rfft=False).double()
+            ctf = ctf_2d(
+                df[sl],
+                df[sl],
+                torch.zeros(len(imgs)),
+                voltage=300.0,
+                spherical_aberration=2.7,
+                amplitude_contrast=0.1,
+                pixel_size=APIX,
+                shape=(2 * L, 2 * L),
+                rfft=False,
+            ).double()
             padded = pad_centered(imgs, 2 * L)
             F = torch.fft.fft2(torch.fft.ifftshift(padded, dim=(-2, -1))) * ctf
             imgs = crop_centered(torch.fft.fftshift(torch.fft.ifft2(F).real, dim=(-2, -1)), L)
@@ -48,7 +56,7 @@ def test_backprojection_recovers_known_map(blob_map, with_ctf):
 
 def test_fsc_properties_and_numpy_reference(blob_map):
     _, _, vol = blob_map
-    shells, curve = fsc(vol, vol)
+    _shells, curve = fsc(vol, vol)
     np.testing.assert_allclose(curve, 1.0, atol=1e-10)
     g = np.random.default_rng(5)
     n1, n2 = torch.tensor(g.normal(size=(L, L, L))), torch.tensor(g.normal(size=(L, L, L)))
@@ -62,7 +70,10 @@ def test_fsc_properties_and_numpy_reference(blob_map):
     # Direct numpy computation on shells of rounded |k|.
     a, b = vol.numpy() + 0.1 * n1.numpy(), vol.numpy() + 0.1 * n2.numpy()
     Fa, Fb = np.fft.fftn(a), np.fft.fftn(b)
-    ref = [np.real((Fa[r == s] * np.conj(Fb[r == s])).sum()) / np.sqrt((np.abs(Fa[r == s]) ** 2).sum() * (np.abs(Fb[r == s]) ** 2).sum())
-           for s in range(L // 2)]
+    ref = [
+        np.real((Fa[r == s] * np.conj(Fb[r == s])).sum())
+        / np.sqrt((np.abs(Fa[r == s]) ** 2).sum() * (np.abs(Fb[r == s]) ** 2).sum())
+        for s in range(L // 2)
+    ]
     np.testing.assert_allclose(fsc(torch.tensor(a), torch.tensor(b))[1], ref, rtol=1e-9, atol=1e-12)
     assert resolution_at(np.array([1, 1, 0.9, 0.6, 0.4, 0.1]), 64, 1.5, 0.5) == pytest.approx(64 * 1.5 / 4)

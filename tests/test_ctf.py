@@ -30,9 +30,27 @@ def relion_ctf(x, y, du, dv, azimuth_deg, kv, cs_mm, q, phase_shift=0.0, bfac=0.
 
 def test_ctf_matches_relion_formula():
     L, apix = 64, 1.3
-    for du, dv, ang, ps, b in [(15000.0, 15000.0, 0.0, 0.0, 0.0), (12000.0, 11000.0, 37.0, 0.0, 50.0), (25000.0, 24200.0, 140.0, 30.0, 0.0)]:
-        ctf = ctf_2d(torch.tensor([du]), torch.tensor([dv]), torch.tensor([ang]), voltage=300.0, spherical_aberration=2.7,
-                     amplitude_contrast=0.07, pixel_size=apix, shape=(L, L), b_factor=b, phase_shift=ps)[0].double().numpy()
+    for du, dv, ang, ps, b in [
+        (15000.0, 15000.0, 0.0, 0.0, 0.0),
+        (12000.0, 11000.0, 37.0, 0.0, 50.0),
+        (25000.0, 24200.0, 140.0, 30.0, 0.0),
+    ]:
+        ctf = (
+            ctf_2d(
+                torch.tensor([du]),
+                torch.tensor([dv]),
+                torch.tensor([ang]),
+                voltage=300.0,
+                spherical_aberration=2.7,
+                amplitude_contrast=0.07,
+                pixel_size=apix,
+                shape=(L, L),
+                b_factor=b,
+                phase_shift=ps,
+            )[0]
+            .double()
+            .numpy()
+        )
         fy = np.fft.fftfreq(L, d=apix)[:, None]
         fx = np.fft.rfftfreq(L, d=apix)[None, :]
         ref = relion_ctf(fx + 0 * fy, fy + 0 * fx, du, dv, ang, 300.0, 2.7, 0.07, ps, b)
@@ -43,8 +61,16 @@ def test_ctf_matches_relion_formula():
 
 def test_ctf_sign_and_first_zero():
     apix, L, df = 1.0, 256, 20000.0
-    ctf = ctf_2d(torch.tensor([df]), torch.tensor([df]), torch.tensor([0.0]), voltage=300.0, spherical_aberration=0.0,
-                 amplitude_contrast=0.1, pixel_size=apix, shape=(L, L))[0]
+    ctf = ctf_2d(
+        torch.tensor([df]),
+        torch.tensor([df]),
+        torch.tensor([0.0]),
+        voltage=300.0,
+        spherical_aberration=0.0,
+        amplitude_contrast=0.1,
+        pixel_size=apix,
+        shape=(L, L),
+    )[0]
     assert abs(ctf[0, 0].item() - 0.1) < 1e-6  # +Q at the origin
     assert ctf[0, 5].item() > 0.4  # positive at low frequency for underfocus (RELION, white protein)
     # First zero with Cs = 0: π λ Δf s² = atan(Q/sqrt(1-Q²)) + π... first zero where χ - K3 = -π.
@@ -60,10 +86,28 @@ def test_ctf_matches_torch_ctf_isotropic():
     import torch_ctf
 
     L, apix, df = 64, 1.0, 1.5
-    theirs = torch_ctf.calculate_ctf_2d(defocus=df, astigmatism=0.0, astigmatism_angle=0.0, voltage=300.0,
-                                        spherical_aberration=2.7, amplitude_contrast=0.1, phase_shift=0.0, pixel_size=apix,
-                                        image_shape=(L, L), rfft=True, fftshift=False)
-    ours = ctf_2d(torch.tensor([df * 1e4]), torch.tensor([df * 1e4]), torch.tensor([0.0]), voltage=300.0,
-                  spherical_aberration=2.7, amplitude_contrast=0.1, pixel_size=apix, shape=(L, L))[0]
+    theirs = torch_ctf.calculate_ctf_2d(
+        defocus=df,
+        astigmatism=0.0,
+        astigmatism_angle=0.0,
+        voltage=300.0,
+        spherical_aberration=2.7,
+        amplitude_contrast=0.1,
+        phase_shift=0.0,
+        pixel_size=apix,
+        image_shape=(L, L),
+        rfft=True,
+        fftshift=False,
+    )
+    ours = ctf_2d(
+        torch.tensor([df * 1e4]),
+        torch.tensor([df * 1e4]),
+        torch.tensor([0.0]),
+        voltage=300.0,
+        spherical_aberration=2.7,
+        amplitude_contrast=0.1,
+        pixel_size=apix,
+        shape=(L, L),
+    )[0]
     # Independent implementation (its own wavelength constants): agreement to a few 1e-3.
     np.testing.assert_allclose(ours.numpy(), theirs.squeeze().numpy(), atol=3e-3)

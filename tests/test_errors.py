@@ -12,7 +12,7 @@ from helpers import TINY, run_cli, run_cli_subprocess, stage_json
 
 def assert_one_line_error(proc, *needles):
     assert proc.returncode != 0
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     for n in needles:
         assert n in lines[0], lines[0]
@@ -28,22 +28,51 @@ def test_missing_or_empty_pdb(tmp_path, content):
     if content is not None:
         pdb.write_text(content)
     out = tmp_path / "out"
-    proc = run_cli("reference", "--params", reference_params(pdb), "--atoms", out / "a.npz", "--pdb-out", out / "r.pdb",
-                   "--map", out / "m.mrc", check=False)
+    proc = run_cli(
+        "reference",
+        "--params",
+        reference_params(pdb),
+        "--atoms",
+        out / "a.npz",
+        "--pdb-out",
+        out / "r.pdb",
+        "--map",
+        out / "m.mrc",
+        check=False,
+    )
     assert_one_line_error(proc, str(pdb), "not found" if content is None else "no atoms")
     assert not out.exists() or not any(out.iterdir())
 
 
 def preprocess(star, out):
-    return run_cli("preprocess", "--params", stage_json("preprocess"), "--star", star, "--out-star", out / "p.star",
-                   "--out-mrcs", out / "p.mrcs", "--split", out / "s.csv", "--set1", out / "1.star", "--set2", out / "2.star",
-                   "--preview", out / "p.png", check=False)
+    return run_cli(
+        "preprocess",
+        "--params",
+        stage_json("preprocess"),
+        "--star",
+        star,
+        "--out-star",
+        out / "p.star",
+        "--out-mrcs",
+        out / "p.mrcs",
+        "--split",
+        out / "s.csv",
+        "--set1",
+        out / "1.star",
+        "--set2",
+        out / "2.star",
+        "--preview",
+        out / "p.png",
+        check=False,
+    )
 
 
 def copy_dataset(tiny_dataset, tmp_path):
     shutil.copy(tiny_dataset / "sim" / "particles.mrcs", tmp_path / "particles.mrcs")
     blocks = starfile.read(tiny_dataset / "sim" / "particles.star", always_dict=True)
-    blocks["particles"]["rlnImageName"] = [n.split("@")[0] + "@particles.mrcs" for n in blocks["particles"]["rlnImageName"]]
+    blocks["particles"]["rlnImageName"] = [
+        n.split("@")[0] + "@particles.mrcs" for n in blocks["particles"]["rlnImageName"]
+    ]
     return blocks
 
 
@@ -73,12 +102,33 @@ def test_stack_count_differs_from_star(tiny_dataset, tmp_path, rows):
 
 
 def test_non_positive_snr(tiny_dataset, tmp_path):
-    proc = run_cli("validate-config", write_config(tmp_path, {**TINY, "simulate": {"grid": {"snr": [0.1, 0.0]}}}), check=False)
+    proc = run_cli(
+        "validate-config", write_config(tmp_path, {**TINY, "simulate": {"grid": {"snr": [0.1, 0.0]}}}), check=False
+    )
     assert_one_line_error(proc, "simulate.grid.snr[1]")
     out = tmp_path / "sim"
-    proc = run_cli("simulate", "--params", stage_json("simulate"), "--dataset", "snr0_df1-2", "--atoms", tiny_dataset / "atoms.npz",
-                   "--modes", tiny_dataset / "modes.npz", "--conformations", tiny_dataset / "truth.csv", "--star", out / "p.star",
-                   "--mrcs", out / "p.mrcs", "--truth", out / "t.csv", "--preview", out / "p.png", check=False)
+    proc = run_cli(
+        "simulate",
+        "--params",
+        stage_json("simulate"),
+        "--dataset",
+        "snr0_df1-2",
+        "--atoms",
+        tiny_dataset / "atoms.npz",
+        "--modes",
+        tiny_dataset / "modes.npz",
+        "--conformations",
+        tiny_dataset / "truth.csv",
+        "--star",
+        out / "p.star",
+        "--mrcs",
+        out / "p.mrcs",
+        "--truth",
+        out / "t.csv",
+        "--preview",
+        out / "p.png",
+        check=False,
+    )
     assert_one_line_error(proc, "SNR")
     assert not out.exists() or not any(out.iterdir())
 
@@ -98,6 +148,8 @@ def test_unknown_config_key(tmp_path):
 
 def test_entry_point_exits_2_with_one_line(tmp_path):
     """The real `python -m cryopipe` (what Snakemake's shell calls): exit status 2 and one line, as in-process."""
-    proc = run_cli_subprocess("validate-config", write_config(tmp_path, {**TINY, "simulate": {"boxsize": 64}}), check=False)
+    proc = run_cli_subprocess(
+        "validate-config", write_config(tmp_path, {**TINY, "simulate": {"boxsize": 64}}), check=False
+    )
     assert proc.returncode == 2
     assert_one_line_error(proc, "config.yaml", "simulate.boxsize")

@@ -4,9 +4,17 @@ import numpy as np
 import torch
 from eulerangles import euler2matrix
 
-from cryopipe.geometry import (angular_distance, euler_to_matrix, euler_to_quaternion, matrix_to_euler,
-                               matrix_to_quaternion, quaternion_to_euler, quaternion_to_matrix, random_rotations,
-                               rotation_grid)
+from cryopipe.geometry import (
+    angular_distance,
+    euler_to_matrix,
+    euler_to_quaternion,
+    matrix_to_euler,
+    matrix_to_quaternion,
+    quaternion_to_euler,
+    quaternion_to_matrix,
+    random_rotations,
+    rotation_grid,
+)
 
 
 def random_euler(n, seed=0):
@@ -44,8 +52,9 @@ def test_quaternion_round_trip_and_sign():
     np.testing.assert_allclose(q.norm(dim=-1).numpy(), 1.0, atol=1e-12)
     np.testing.assert_allclose(quaternion_to_matrix(q).numpy(), A.numpy(), atol=1e-12)
     np.testing.assert_allclose(quaternion_to_matrix(-3.0 * q).numpy(), A.numpy(), atol=1e-12)  # sign and scale free
-    np.testing.assert_allclose(angular_distance(euler_to_matrix(quaternion_to_euler(euler_to_quaternion(ang))), A).numpy(),
-                               0.0, atol=1e-6)
+    np.testing.assert_allclose(
+        angular_distance(euler_to_matrix(quaternion_to_euler(euler_to_quaternion(ang))), A).numpy(), 0.0, atol=1e-6
+    )
 
 
 def test_angular_distance_is_geodesic():

@@ -1,19 +1,34 @@
 """STAR + MRCS written by the pipeline round-trip through starfile/mrcfile with RELION 3.1 columns."""
 
 import mrcfile
-import pytest
 import numpy as np
 import pandas as pd
+import pytest
 import starfile
 
 from cryopipe.io.star import load_images, read_star, write_star
-
 from helpers import TINY, run_cli, stage_json
 
-PARTICLE_COLUMNS = ["rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
-                    "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnOpticsGroup"]
-OPTICS_COLUMNS = ["rlnOpticsGroup", "rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration",
-                  "rlnAmplitudeContrast"]
+PARTICLE_COLUMNS = [
+    "rlnImageName",
+    "rlnAngleRot",
+    "rlnAngleTilt",
+    "rlnAnglePsi",
+    "rlnOriginXAngst",
+    "rlnOriginYAngst",
+    "rlnDefocusU",
+    "rlnDefocusV",
+    "rlnDefocusAngle",
+    "rlnOpticsGroup",
+]
+OPTICS_COLUMNS = [
+    "rlnOpticsGroup",
+    "rlnImagePixelSize",
+    "rlnImageSize",
+    "rlnVoltage",
+    "rlnSphericalAberration",
+    "rlnAmplitudeContrast",
+]
 
 
 def test_simulated_star_and_stack_round_trip(tiny_dataset):
@@ -50,7 +65,9 @@ def test_relion30_star_is_converted(tiny_dataset, tmp_path):
     old["rlnOriginY"] = particles["rlnOriginYAngst"] / apix
     old["rlnVoltage"], old["rlnSphericalAberration"], old["rlnAmplitudeContrast"] = 200.0, 2.0, 0.1
     old["rlnDetectorPixelSize"], old["rlnMagnification"] = 5.0, 5.0e4 / apix
-    old["rlnImageName"] = [n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]]
+    old["rlnImageName"] = [
+        n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]
+    ]
     starfile.write(old, tmp_path / "old.star")
     p, o = read_star(tmp_path / "old.star")
     assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnImageSize"].iloc[0] == 40
@@ -60,9 +77,27 @@ def test_relion30_star_is_converted(tiny_dataset, tmp_path):
 def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
     def simulate(seed, out):
         cfg = {**TINY, "seed": seed}
-        run_cli("simulate", "--params", stage_json("simulate", cfg), "--dataset", "snr0.5_df1-2", "--atoms",
-                tiny_dataset / "atoms.npz", "--modes", tiny_dataset / "modes.npz", "--conformations", tiny_dataset / "truth.csv",
-                "--star", out / "p.star", "--mrcs", out / "p.mrcs", "--truth", out / "t.csv", "--preview", out / "p.png")
+        run_cli(
+            "simulate",
+            "--params",
+            stage_json("simulate", cfg),
+            "--dataset",
+            "snr0.5_df1-2",
+            "--atoms",
+            tiny_dataset / "atoms.npz",
+            "--modes",
+            tiny_dataset / "modes.npz",
+            "--conformations",
+            tiny_dataset / "truth.csv",
+            "--star",
+            out / "p.star",
+            "--mrcs",
+            out / "p.mrcs",
+            "--truth",
+            out / "t.csv",
+            "--preview",
+            out / "p.png",
+        )
         return (out / "p.mrcs").read_bytes()
 
     original = (tiny_dataset / "sim" / "particles.mrcs").read_bytes()
@@ -72,10 +107,26 @@ def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
 
 def test_preprocess_outputs(tiny_dataset, tmp_path):
     star = tiny_dataset / "sim" / "particles.star"
-    run_cli("preprocess", "--params", stage_json("preprocess"), "--star", star, "--out-star", tmp_path / "p.star",
-            "--out-mrcs", tmp_path / "p.mrcs", "--split", tmp_path / "split.csv", "--set1", tmp_path / "s1.star",
-            "--set2", tmp_path / "s2.star", "--preview", tmp_path / "p.png")
-    particles, optics = read_star(tmp_path / "p.star")
+    run_cli(
+        "preprocess",
+        "--params",
+        stage_json("preprocess"),
+        "--star",
+        star,
+        "--out-star",
+        tmp_path / "p.star",
+        "--out-mrcs",
+        tmp_path / "p.mrcs",
+        "--split",
+        tmp_path / "split.csv",
+        "--set1",
+        tmp_path / "s1.star",
+        "--set2",
+        tmp_path / "s2.star",
+        "--preview",
+        tmp_path / "p.png",
+    )
+    _particles, optics = read_star(tmp_path / "p.star")
     assert optics["rlnImageSize"].iloc[0] == 32
     assert optics["rlnImagePixelSize"].iloc[0] == 2.0 * 40 / 32
     with mrcfile.open(tmp_path / "p.mrcs") as mrc:
@@ -95,16 +146,34 @@ def test_import_then_preprocess(tiny_dataset, tmp_path):
     old["rlnOriginX"] = particles["rlnOriginXAngst"] / apix
     old["rlnOriginY"] = particles["rlnOriginYAngst"] / apix
     old["rlnVoltage"], old["rlnSphericalAberration"], old["rlnAmplitudeContrast"] = 200.0, 2.0, 0.1
-    old["rlnImageName"] = [n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]]
+    old["rlnImageName"] = [
+        n.split("@")[0] + "@" + str(tiny_dataset / "sim" / "particles.mrcs") for n in old["rlnImageName"]
+    ]
     starfile.write(old, tmp_path / "user.star")
     cfg = {**TINY, "data": {"source": "import", "import": {"star": str(tmp_path / "user.star"), "pixel_size": apix}}}
     run_cli("import", "--params", stage_json("import_star", cfg), "--out", tmp_path / "imported.star")
     p, o = read_star(tmp_path / "imported.star")
     assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnVoltage"].iloc[0] == 200.0
     np.testing.assert_allclose(p["rlnOriginXAngst"], particles["rlnOriginXAngst"], atol=1e-5)
-    run_cli("preprocess", "--params", stage_json("preprocess", cfg), "--star", tmp_path / "imported.star", "--out-star",
-            tmp_path / "p.star", "--out-mrcs", tmp_path / "p.mrcs", "--split", tmp_path / "split.csv", "--set1",
-            tmp_path / "s1.star", "--set2", tmp_path / "s2.star", "--preview", tmp_path / "p.png")
+    run_cli(
+        "preprocess",
+        "--params",
+        stage_json("preprocess", cfg),
+        "--star",
+        tmp_path / "imported.star",
+        "--out-star",
+        tmp_path / "p.star",
+        "--out-mrcs",
+        tmp_path / "p.mrcs",
+        "--split",
+        tmp_path / "split.csv",
+        "--set1",
+        tmp_path / "s1.star",
+        "--set2",
+        tmp_path / "s2.star",
+        "--preview",
+        tmp_path / "p.png",
+    )
     with mrcfile.open(tmp_path / "p.mrcs") as mrc:
         assert mrc.data.shape == (24, 32, 32)
 

@@ -42,7 +42,7 @@ def test_amplitude_unit_is_angstrom_rmsd(adk):
 
 
 def test_project_displacement_recovers_amplitudes(adk):
-    sel, modes, _, _ = adk
+    _sel, modes, _, _ = adk
     truth = np.array([2.0, -1.0, 0.5, 0.0, 3.0])
     disp = np.einsum("k,knd->nd", truth, modes.vectors)
     np.testing.assert_allclose(project_displacement(disp, modes.vectors), truth, atol=1e-8)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from cryopipe.align.model import full_atom_reference, residue_beads, second_reference_offset
+from cryopipe.align.outliers import fit_quality
 from cryopipe.align.refine import Stage
 from cryopipe.align.run import Aligner, AlignSettings
-from cryopipe.align.outliers import fit_quality
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import angular_distance, euler_to_matrix, matrix_to_euler, random_rotations
 from cryopipe.imaging.preprocess import preprocess_batch
@@ -62,16 +62,27 @@ def test_target_displacement_is_superposed_and_frame_free(adk, tmp_path):
 
 def test_target_sharing_no_atoms_is_an_error_naming_the_key(adk, tmp_path):
     other = tmp_path / "other.pdb"
-    other.write_text("".join(f"ATOM  {i:5d}  CA  GLY A{900 + i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 20.00           C\n"
-                             for i in range(1, 30)) + "END\n")
-    with pytest.raises(CryopipeError, match="align.second_reference.pdb.*fewer than 10 atoms"):
+    other.write_text(
+        "".join(
+            f"ATOM  {i:5d}  CA  GLY A{900 + i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 20.00           C\n"
+            for i in range(1, 30)
+        )
+        + "END\n"
+    )
+    with pytest.raises(CryopipeError, match=r"align\.second_reference\.pdb.*fewer than 10 atoms"):
         target_displacement(adk[0], other, "protein", key="align.second_reference.pdb")
 
 
 def test_morph_truth_is_the_fraction_and_the_best_mode_amplitudes(adk):
     atoms, modes, moved = adk
-    spec = {"n_particles": 500, "distribution": "morph", "modes": [7, 8, 10, 11], "max_shift": 1.0, "pixel_size": 1.0,
-            "morph": {"target": CLOSED[0], "selection": CLOSED[1], "min_fraction": 0.0, "max_fraction": 1.0}}
+    spec = {
+        "n_particles": 500,
+        "distribution": "morph",
+        "modes": [7, 8, 10, 11],
+        "max_shift": 1.0,
+        "pixel_size": 1.0,
+        "morph": {"target": CLOSED[0], "selection": CLOSED[1], "min_fraction": 0.0, "max_fraction": 1.0},
+    }
     field, cols = truth_motion(spec, atoms, modes)
     assert cols == [MORPH_COLUMN] and field.shape == (1, len(atoms.coords), 3)
     np.testing.assert_allclose(field[0], moved.displacement)
@@ -80,8 +91,9 @@ def test_morph_truth_is_the_fraction_and_the_best_mode_amplitudes(adk):
     c = project_displacement(moved.displacement, modes.select([7, 8, 10, 11]))
     t = draw_conformations(spec, 3, [7, 8, 10, 11], c)
     assert t[MORPH_COLUMN].between(0, 1).all() and t[MORPH_COLUMN].min() < 0.05 and t[MORPH_COLUMN].max() > 0.95
-    np.testing.assert_allclose(t[["mode7", "mode8", "mode10", "mode11"]].to_numpy(), t[MORPH_COLUMN].to_numpy()[:, None] * c,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        t[["mode7", "mode8", "mode10", "mode11"]].to_numpy(), t[MORPH_COLUMN].to_numpy()[:, None] * c, atol=1e-12
+    )
 
 
 def test_overlap_ranks_the_modes_that_carry_the_motion(adk):
@@ -100,12 +112,21 @@ def test_second_reference_renders_the_second_structure(adk):
     np.testing.assert_allclose(deform(atoms.coords + offset, vectors, c), atoms.coords + moved.displacement, atol=1e-9)
     ref = full_atom_reference(atoms.coords, atoms.weights, vectors, SIGMA, offset)
     A = random_rotations(2, torch.Generator().manual_seed(1))
-    closed = project_atoms(torch.as_tensor(atoms.coords + moved.displacement)[None], torch.as_tensor(atoms.weights), A, None,
-                           pixel_size=APIX, size=SIZE, sigma=SIGMA)
+    closed = project_atoms(
+        torch.as_tensor(atoms.coords + moved.displacement)[None],
+        torch.as_tensor(atoms.weights),
+        A,
+        None,
+        pixel_size=APIX,
+        size=SIZE,
+        sigma=SIGMA,
+    )
     img = ref.render(torch.as_tensor(c)[None].expand(2, -1), A, None, size=SIZE, pixel_size=APIX, second=torch.ones(2))
     torch.testing.assert_close(img, closed, rtol=1e-6, atol=1e-6 * float(closed.abs().max()))
-    assert (ref.render(torch.as_tensor(c)[None].expand(2, -1), A, None, size=SIZE, pixel_size=APIX,
-                       second=torch.zeros(2)) - closed).abs().max() > 0.05 * closed.abs().max()
+    assert (
+        ref.render(torch.as_tensor(c)[None].expand(2, -1), A, None, size=SIZE, pixel_size=APIX, second=torch.zeros(2))
+        - closed
+    ).abs().max() > 0.05 * closed.abs().max()
 
 
 def test_scattering_density_has_the_form_factor_width_and_mass():
@@ -118,10 +139,26 @@ def test_scattering_density_has_the_form_factor_width_and_mass():
     px, L = 0.1, 200
     moments = {}
     for B in (0.0, 40.0):
-        sim = Simulator(np.zeros((1, 3)), np.ones(1), np.zeros((0, 1, 3)), Optics(px, L), sigma=1.0, ctf=False,
-                        density="scattering", elements=["C"], bfactors=np.array([B]))
-        truth = pd.DataFrame({"rlnAngleRot": [0.0], "rlnAngleTilt": [0.0], "rlnAnglePsi": [0.0], "rlnOriginXAngst": [0.0],
-                              "rlnOriginYAngst": [0.0]})
+        sim = Simulator(
+            np.zeros((1, 3)),
+            np.ones(1),
+            np.zeros((0, 1, 3)),
+            Optics(px, L),
+            sigma=1.0,
+            ctf=False,
+            density="scattering",
+            elements=["C"],
+            bfactors=np.array([B]),
+        )
+        truth = pd.DataFrame(
+            {
+                "rlnAngleRot": [0.0],
+                "rlnAngleTilt": [0.0],
+                "rlnAnglePsi": [0.0],
+                "rlnOriginXAngst": [0.0],
+                "rlnOriginYAngst": [0.0],
+            }
+        )
         img = sim.clean(truth, []).double()[0].numpy()
         assert img.sum() == pytest.approx(a.sum(), rel=1e-4)
         x = (np.arange(L) - L // 2) * px
@@ -137,14 +174,34 @@ def closed_images(adk, n, seed, density="scattering", t=1.0):
     atoms, _, moved = adk
     euler = matrix_to_euler(random_rotations(n, torch.Generator().manual_seed(seed))).numpy()
     rng = np.random.default_rng(seed)
-    truth = pd.DataFrame({"particle": np.arange(n), MORPH_COLUMN: t, "rlnAngleRot": euler[:, 0], "rlnAngleTilt": euler[:, 1],
-                          "rlnAnglePsi": euler[:, 2], "rlnOriginXAngst": rng.uniform(-3, 3, n),
-                          "rlnOriginYAngst": rng.uniform(-3, 3, n), "rlnDefocusU": 15000.0, "rlnDefocusV": 15000.0,
-                          "rlnDefocusAngle": 0.0})
-    sim = Simulator(atoms.coords, atoms.weights, moved.displacement[None], Optics(APIX, SIZE), sigma=SIGMA, ctf=False,
-                    density=density, elements=element_symbols(atoms.elements, atoms.names), bfactors=atoms.bfactors + 60.0)
-    imgs = preprocess_batch(sim.signal(truth, [MORPH_COLUMN]).double(), truth, {}, size=SIZE, do_phase_flip=False,
-                            background_radius=0.8)
+    truth = pd.DataFrame(
+        {
+            "particle": np.arange(n),
+            MORPH_COLUMN: t,
+            "rlnAngleRot": euler[:, 0],
+            "rlnAngleTilt": euler[:, 1],
+            "rlnAnglePsi": euler[:, 2],
+            "rlnOriginXAngst": rng.uniform(-3, 3, n),
+            "rlnOriginYAngst": rng.uniform(-3, 3, n),
+            "rlnDefocusU": 15000.0,
+            "rlnDefocusV": 15000.0,
+            "rlnDefocusAngle": 0.0,
+        }
+    )
+    sim = Simulator(
+        atoms.coords,
+        atoms.weights,
+        moved.displacement[None],
+        Optics(APIX, SIZE),
+        sigma=SIGMA,
+        ctf=False,
+        density=density,
+        elements=element_symbols(atoms.elements, atoms.names),
+        bfactors=atoms.bfactors + 60.0,
+    )
+    imgs = preprocess_batch(
+        sim.signal(truth, [MORPH_COLUMN]).double(), truth, {}, size=SIZE, do_phase_flip=False, background_radius=0.8
+    )
     return imgs.float(), truth
 
 
@@ -153,12 +210,23 @@ def aligner_for(adk, mode_numbers, second: bool, candidates=4):
     vectors = modes.select(mode_numbers)
     offset, c = second_reference_offset(moved.displacement, vectors) if second else (None, None)
     keys = [f"{ch}{r}" for ch, r in zip(atoms.chains, atoms.resnums)]
-    settings = AlignSettings(search_size=SIZE, coarse=[Stage(SIZE, 8.0, 40)], fine=[Stage(SIZE, 5.5, 40, beads=False)],
-                             batch_size=8, max_shift=4.0, candidates=candidates)
-    return Aligner(full_atom_reference(atoms.coords, atoms.weights, vectors, SIGMA, offset),
-                   residue_beads(atoms.coords, atoms.weights, vectors, keys, SIGMA, offset), settings,
-                   {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": APIX}, SIZE,
-                   ctf=False, second_amplitudes=c)
+    settings = AlignSettings(
+        search_size=SIZE,
+        coarse=[Stage(SIZE, 8.0, 40)],
+        fine=[Stage(SIZE, 5.5, 40, beads=False)],
+        batch_size=8,
+        max_shift=4.0,
+        candidates=candidates,
+    )
+    return Aligner(
+        full_atom_reference(atoms.coords, atoms.weights, vectors, SIGMA, offset),
+        residue_beads(atoms.coords, atoms.weights, vectors, keys, SIGMA, offset),
+        settings,
+        {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": APIX},
+        SIZE,
+        ctf=False,
+        second_amplitudes=c,
+    )
 
 
 def _errors(res, truth):
@@ -191,10 +259,15 @@ def test_refit_takes_the_conformation_of_the_prediction(adk, closed_aligner):
     imgs, truth = closed_images(adk, 6, seed=23)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
-    axis = torch.nn.functional.normalize(torch.randn(6, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64), dim=1)
+    axis = torch.nn.functional.normalize(
+        torch.randn(6, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64), dim=1
+    )
     c = closed_aligner.amp_starts[closed_aligner.start_second > 0.5][0].double().numpy()  # 1AKE's amplitudes
-    start = {"rotations": (torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true).numpy(),
-             "origins": truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), "amplitudes": np.tile(c, (6, 1))}
+    start = {
+        "rotations": (torch.matrix_exp(skew(axis * np.radians(6.0))) @ R_true).numpy(),
+        "origins": truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(),
+        "amplitudes": np.tile(c, (6, 1)),
+    }
     res = closed_aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
     assert (res["second"] > 0.75).all()
     assert np.median(_errors(res, truth)) < 2.0
@@ -207,7 +280,7 @@ def test_midpath_state_is_fitted_between_the_two_structures(adk, closed_aligner)
     """Atoms halfway along the Cartesian path 4AKE → 1AKE: neither start nor the modes alone express them
     (the half offset left is ~1.4 Å RMSD), but the refined position z between the two structures does: the
     fitted displacement z·o + Σ a_k m_k comes within 0.8 Å RMSD of the truth, z ≈ 0.5, poses within 3°."""
-    atoms, modes, moved = adk
+    _atoms, modes, moved = adk
     imgs, truth = closed_images(adk, 8, seed=25, t=0.5)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
     res = closed_aligner.align(imgs.numpy(), d, progress=False)
@@ -230,9 +303,17 @@ def test_fit_quality_ranks_a_wrong_pose_below_right_ones(adk):
     aligner = aligner_for(adk, [7, 8], second=False)
     res = aligner.align(imgs.numpy(), d, progress=False)
     assert np.median(_errors(res, truth)) < 3.0
-    R_wrong = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()[:1] + [60.0, 50.0, 0]))
-    wrong = aligner.align(imgs[:1].numpy(), d[:1], progress=False, search=False, elastic=True,
-                          start={"rotations": R_wrong.numpy(), "origins": np.zeros((1, 2)), "amplitudes": np.zeros((1, 2))})
+    R_wrong = euler_to_matrix(
+        torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()[:1] + [60.0, 50.0, 0])
+    )
+    wrong = aligner.align(
+        imgs[:1].numpy(),
+        d[:1],
+        progress=False,
+        search=False,
+        elastic=True,
+        start={"rotations": R_wrong.numpy(), "origins": np.zeros((1, 2)), "amplitudes": np.zeros((1, 2))},
+    )
     assert _errors(wrong, truth.iloc[:1])[0] > 20
     z, ok = fit_quality(np.concatenate([res["cc"], wrong["cc"]]), 3.0)
     assert z.argmin() == len(z) - 1 and not ok[-1] and ok[:-1].all()
@@ -262,58 +343,159 @@ def test_morph_chain_cli(tmp_path):
     """conformations (morph) → simulate (scattering density) → align with 1AKE as second reference, via the CLI."""
     from helpers import TINY, run_cli, stage_json
 
-    cfg = {**TINY, "modes": {"n_modes": 5}, "conformations": {"n_particles": 16, "max_shift": 1.0, "distribution": "morph",
-                                                             "modes": [7, 8, 10, 11]},
-           "simulate": {**TINY["simulate"], "density": "scattering"},
-           "align": {"grid_spacing": 20.0, "coarse_steps": 20, "fine_steps": 20, "candidates": 2,
-                     "second_reference": {"pdb": CLOSED[0], "selection": CLOSED[1]}}}
+    cfg = {
+        **TINY,
+        "modes": {"n_modes": 5},
+        "conformations": {"n_particles": 16, "max_shift": 1.0, "distribution": "morph", "modes": [7, 8, 10, 11]},
+        "simulate": {**TINY["simulate"], "density": "scattering"},
+        "align": {
+            "grid_spacing": 20.0,
+            "coarse_steps": 20,
+            "fine_steps": 20,
+            "candidates": 2,
+            "second_reference": {"pdb": CLOSED[0], "selection": CLOSED[1]},
+        },
+    }
     d = tmp_path
-    run_cli("reference", "--params", stage_json("reference", cfg), "--atoms", d / "atoms.npz", "--pdb-out", d / "ref.pdb",
-            "--map", d / "map.mrc")
-    run_cli("modes", "--params", stage_json("modes", cfg), "--pdb", d / "ref.pdb", "--out", d / "modes.npz", "--nmd", d / "m.nmd")
-    run_cli("conformations", "--params", stage_json("conformations", cfg), "--modes", d / "modes.npz", "--atoms",
-            d / "atoms.npz", "--out", d / "truth.csv", "--plot", d / "truth.png")
+    run_cli(
+        "reference",
+        "--params",
+        stage_json("reference", cfg),
+        "--atoms",
+        d / "atoms.npz",
+        "--pdb-out",
+        d / "ref.pdb",
+        "--map",
+        d / "map.mrc",
+    )
+    run_cli(
+        "modes",
+        "--params",
+        stage_json("modes", cfg),
+        "--pdb",
+        d / "ref.pdb",
+        "--out",
+        d / "modes.npz",
+        "--nmd",
+        d / "m.nmd",
+    )
+    run_cli(
+        "conformations",
+        "--params",
+        stage_json("conformations", cfg),
+        "--modes",
+        d / "modes.npz",
+        "--atoms",
+        d / "atoms.npz",
+        "--out",
+        d / "truth.csv",
+        "--plot",
+        d / "truth.png",
+    )
     truth = pd.read_csv(d / "truth.csv")
     assert truth[MORPH_COLUMN].between(0, 1).all() and {"mode7", "mode11"} <= set(truth.columns)
-    proc = run_cli("overlap", "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--target", CLOSED[0], "--selection",
-                   CLOSED[1], "--min-overlap", "0.9", "--out", d / "overlap.csv")
+    proc = run_cli(
+        "overlap",
+        "--atoms",
+        d / "atoms.npz",
+        "--modes",
+        d / "modes.npz",
+        "--target",
+        CLOSED[0],
+        "--selection",
+        CLOSED[1],
+        "--min-overlap",
+        "0.9",
+        "--out",
+        d / "overlap.csv",
+    )
     ov = pd.read_csv(d / "overlap.csv")
     assert ov["mode"].iloc[0] == 7 and sorted(ov["mode"]) == [7, 8, 9, 10, 11]
     assert ov["cumulative overlap"].is_monotonic_increasing and ov["residual RMSD (Å)"].is_monotonic_decreasing
     assert ov["residual RMSD (Å)"].iloc[-1] > 2.0  # five modes leave Å of the motion out
     assert "modes [7, 8, 10, 11] reach" in proc.stdout
-    run_cli("simulate", "--params", stage_json("simulate", cfg), "--dataset", "snr1_df1-2", "--atoms", d / "atoms.npz",
-            "--modes", d / "modes.npz", "--conformations", d / "truth.csv", "--star", d / "particles.star",
-            "--mrcs", d / "particles.mrcs", "--truth", d / "sim_truth.csv", "--preview", d / "preview.png")
-    common = ["--star", d / "particles.star", "--atoms", d / "atoms.npz", "--modes", d / "modes.npz",
-              "--truth", d / "sim_truth.csv", "--out-star", d / "aligned.star", "--amplitudes", d / "amps.csv",
-              "--kept", d / "kept.star", "--plot", d / "align.png"]
+    run_cli(
+        "simulate",
+        "--params",
+        stage_json("simulate", cfg),
+        "--dataset",
+        "snr1_df1-2",
+        "--atoms",
+        d / "atoms.npz",
+        "--modes",
+        d / "modes.npz",
+        "--conformations",
+        d / "truth.csv",
+        "--star",
+        d / "particles.star",
+        "--mrcs",
+        d / "particles.mrcs",
+        "--truth",
+        d / "sim_truth.csv",
+        "--preview",
+        d / "preview.png",
+    )
+    common = [
+        "--star",
+        d / "particles.star",
+        "--atoms",
+        d / "atoms.npz",
+        "--modes",
+        d / "modes.npz",
+        "--truth",
+        d / "sim_truth.csv",
+        "--out-star",
+        d / "aligned.star",
+        "--amplitudes",
+        d / "amps.csv",
+        "--kept",
+        d / "kept.star",
+        "--plot",
+        d / "align.png",
+    ]
     run_cli("align", "--params", stage_json("align", cfg), *common, "--out-reference", d / "reference.npz")
     from cryopipe.commands.align import load_reference
-
     from cryopipe.io.structure import Atoms
 
-    np.testing.assert_allclose(load_reference(d / "reference.npz"),
-                               target_displacement(Atoms.load(d / "atoms.npz"), *CLOSED).displacement)
+    np.testing.assert_allclose(
+        load_reference(d / "reference.npz"), target_displacement(Atoms.load(d / "atoms.npz"), *CLOSED).displacement
+    )
     amps = pd.read_csv(d / "amps.csv")
-    assert {"second_reference", "margin", "cc_z", "mahalanobis", "kept", "angle_error", "mode10_true"} <= set(amps.columns)
+    assert {"second_reference", "margin", "cc_z", "mahalanobis", "kept", "angle_error", "mode10_true"} <= set(
+        amps.columns
+    )
     t = pd.read_csv(d / "sim_truth.csv").set_index("particle").loc[amps["particle"], MORPH_COLUMN].to_numpy()
     second = amps["second_reference"].astype(bool).to_numpy()
     assert second[t > 0.8].mean() > second[t < 0.2].mean()  # near-closed images fit better from 1AKE
     # No second structure: one re-centring pass makes the second reference from the data.
-    recentre = {**cfg, "align": {**cfg["align"], "second_reference": {"pdb": None}, "recentre": {"passes": 1, "steps": 20}}}
+    recentre = {
+        **cfg,
+        "align": {**cfg["align"], "second_reference": {"pdb": None}, "recentre": {"passes": 1, "steps": 20}},
+    }
     proc = run_cli("align", "--params", stage_json("align", recentre), *common, "--out-reference", d / "recentred.npz")
-    assert "re-centred on" in proc.stdout and load_reference(d / "recentred.npz").shape == (len(Atoms.load(d / "atoms.npz").coords), 3)
+    assert "re-centred on" in proc.stdout and load_reference(d / "recentred.npz").shape == (
+        len(Atoms.load(d / "atoms.npz").coords),
+        3,
+    )
     assert "second_reference" in pd.read_csv(d / "amps.csv").columns
     # A second reference that is not the molecule: one line naming the key, nothing written.
     other = tmp_path / "other.pdb"
-    other.write_text("".join(f"ATOM  {i:5d}  CA  GLY A{900 + i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 20.00           C\n"
-                             for i in range(1, 30)) + "END\n")
+    other.write_text(
+        "".join(
+            f"ATOM  {i:5d}  CA  GLY A{900 + i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 20.00           C\n"
+            for i in range(1, 30)
+        )
+        + "END\n"
+    )
     bad = {**cfg, "align": {**cfg["align"], "second_reference": {"pdb": str(other), "selection": "protein"}}}
     for p in (d / "amps.csv", d / "aligned.star"):
         p.unlink()
     proc = run_cli("align", "--params", stage_json("align", bad), *common, check=False)
-    assert proc.returncode == 2 and "align.second_reference.pdb" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        proc.returncode == 2
+        and "align.second_reference.pdb" in proc.stderr
+        and len(proc.stderr.strip().splitlines()) == 1
+    )
     assert not (d / "amps.csv").exists() and not (d / "aligned.star").exists()
 
 
@@ -339,12 +521,23 @@ def test_recentre_far_end_reconstruction_and_map_fit(adk):
     L, px = 32, 2.6
     b_true = np.array([4.0, -2.0, 0.0, 1.5, 0.0])
     X = deform(atoms.coords, modes.vectors, b_true)
-    truth_map = atoms_to_map(torch.as_tensor(X), torch.as_tensor(atoms.weights), pixel_size=px, size=L, sigma=SIGMA).float()
+    truth_map = atoms_to_map(
+        torch.as_tensor(X), torch.as_tensor(atoms.weights), pixel_size=px, size=L, sigma=SIGMA
+    ).float()
     A = random_rotations(300, torch.Generator().manual_seed(3))
-    imgs = project_atoms(torch.as_tensor(X)[None], torch.as_tensor(atoms.weights), A, None, pixel_size=px, size=L, sigma=SIGMA)
+    imgs = project_atoms(
+        torch.as_tensor(X)[None], torch.as_tensor(atoms.weights), A, None, pixel_size=px, size=L, sigma=SIGMA
+    )
     optics = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1, "pixel_size": px}
-    vol = reconstruct(imgs.float(), A, torch.zeros(300, 2), np.full((300, 3), [15000.0, 15000.0, 0.0]), optics,
-                      phase_flipped=True, ctf=False)
+    vol = reconstruct(
+        imgs.float(),
+        A,
+        torch.zeros(300, 2),
+        np.full((300, 3), [15000.0, 15000.0, 0.0]),
+        optics,
+        phase_flipped=True,
+        ctf=False,
+    )
     from helpers import corr
 
     assert corr(vol, truth_map) > 0.9
@@ -358,5 +551,5 @@ def test_recentre_far_end_reconstruction_and_map_fit(adk):
 def test_recentre_and_a_second_structure_exclude_each_other():
     from cryopipe.config import validate_config
 
-    with pytest.raises(CryopipeError, match="align.recentre.passes"):
+    with pytest.raises(CryopipeError, match=r"align\.recentre\.passes"):
         validate_config({"align": {"recentre": {"passes": 1}, "second_reference": {"pdb": CLOSED[0]}}})

@@ -15,17 +15,29 @@ from cryopipe.nn.data import ParticleDataset
 from cryopipe.nn.engine import TrainSettings, fit
 from cryopipe.nn.heads import Regressor
 from cryopipe.nn.resnet import ResNet
-from cryopipe.nn.targets import (Standardiser, constant_loss, constant_prediction, loss_terms, quaternion_l1,
-                                  targets_from_tables)
-
+from cryopipe.nn.targets import (
+    Standardiser,
+    constant_loss,
+    constant_prediction,
+    loss_terms,
+    quaternion_l1,
+    targets_from_tables,
+)
 from helpers import run_cli
 
 
 def random_particles(n, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"rlnAngleRot": rng.uniform(-180, 180, n), "rlnAngleTilt": rng.uniform(0, 180, n),
-                         "rlnAnglePsi": rng.uniform(-180, 180, n), "rlnOriginXAngst": rng.normal(0, 2, n),
-                         "rlnOriginYAngst": rng.normal(0, 2, n), "mode7": rng.normal(0, 3, n)})
+    return pd.DataFrame(
+        {
+            "rlnAngleRot": rng.uniform(-180, 180, n),
+            "rlnAngleTilt": rng.uniform(0, 180, n),
+            "rlnAnglePsi": rng.uniform(-180, 180, n),
+            "rlnOriginXAngst": rng.normal(0, 2, n),
+            "rlnOriginYAngst": rng.normal(0, 2, n),
+            "mode7": rng.normal(0, 3, n),
+        }
+    )
 
 
 def test_quaternion_targets_round_trip_to_relion_angles():
@@ -61,8 +73,11 @@ def test_resnet_depths_and_standardiser():
 def test_tiny_model_overfits_32_images():
     torch.manual_seed(0)
     imgs = torch.randn(32, 1, 32, 32)
-    targets = {"amplitudes": torch.randn(32, 3), "orientation": torch.nn.functional.normalize(torch.randn(32, 4), dim=1),
-               "shifts": torch.randn(32, 2)}
+    targets = {
+        "amplitudes": torch.randn(32, 3),
+        "orientation": torch.nn.functional.normalize(torch.randn(32, 4), dim=1),
+        "shifts": torch.randn(32, 2),
+    }
     model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=18, dropout=0.0, image_size=32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -112,17 +127,35 @@ def trained_checkpoint(path, n_modes=1):
     torch.manual_seed(0)
     model = Regressor(("amplitudes", "orientation", "shifts"), n_modes, depth=18, image_size=40)
     std = Standardiser({"amplitudes": ([0.0] * n_modes, [1.0] * n_modes), "shifts": ([0.0, 0.0], [1.0, 1.0])})
-    meta = {"kinds": list(model.kinds), "n_modes": n_modes, "modes": [f"mode{7 + i}" for i in range(n_modes)], "depth": 18,
-            "dropout": 0.5, "standardiser": std.state(), "image_size": 40}
+    meta = {
+        "kinds": list(model.kinds),
+        "n_modes": n_modes,
+        "modes": [f"mode{7 + i}" for i in range(n_modes)],
+        "depth": 18,
+        "dropout": 0.5,
+        "standardiser": std.state(),
+        "image_size": 40,
+    }
     torch.save({"model": model.state_dict(), "meta": meta}, path)
 
 
 def test_infer_writes_valid_star(tiny_dataset, tmp_path):
     trained_checkpoint(tmp_path / "model.pt")
     star = tiny_dataset / "sim" / "particles.star"
-    run_cli("infer", "--params", json.dumps({"batch_size": 10, "device": "cpu"}), "--star", star, "--models",
-            tmp_path / "model.pt", "--out-star", tmp_path / "pred.star", "--amplitudes", tmp_path / "amps.csv")
-    particles, optics = read_star(tmp_path / "pred.star")
+    run_cli(
+        "infer",
+        "--params",
+        json.dumps({"batch_size": 10, "device": "cpu"}),
+        "--star",
+        star,
+        "--models",
+        tmp_path / "model.pt",
+        "--out-star",
+        tmp_path / "pred.star",
+        "--amplitudes",
+        tmp_path / "amps.csv",
+    )
+    particles, _optics = read_star(tmp_path / "pred.star")
     original, _ = read_star(star)
     assert len(particles) == len(original) and list(particles["rlnImageName"]) == list(original["rlnImageName"])
     assert particles["rlnAngleTilt"].between(0, 180).all()
@@ -138,16 +171,29 @@ def test_nan_in_stack_is_reported_with_particle_index(tiny_dataset, tmp_path):
     with mrcfile.new(tmp_path / "bad.mrcs") as m:
         m.set_data(data)
     blocks = starfile.read(tiny_dataset / "sim" / "particles.star", always_dict=True)
-    blocks["particles"]["rlnImageName"] = [n.split("@")[0] + "@" + str(tmp_path / "bad.mrcs") for n in blocks["particles"]["rlnImageName"]]
+    blocks["particles"]["rlnImageName"] = [
+        n.split("@")[0] + "@" + str(tmp_path / "bad.mrcs") for n in blocks["particles"]["rlnImageName"]
+    ]
     starfile.write(blocks, tmp_path / "bad.star")
     particles, _ = read_star(tmp_path / "bad.star")
     with pytest.raises(CryopipeError, match="particle 3"):
         ParticleDataset(particles, tmp_path / "bad.star")[3]
     trained_checkpoint(tmp_path / "model.pt")
-    proc = run_cli("infer", "--params", json.dumps({"batch_size": 10, "device": "cpu"}), "--star", tmp_path / "bad.star",
-                   "--models", tmp_path / "model.pt", "--out-star", tmp_path / "p.star", "--amplitudes", tmp_path / "a.csv",
-                   check=False)
-    errors = [l for l in proc.stderr.splitlines() if "error" in l]  # (progress-bar lines may precede it)
+    proc = run_cli(
+        "infer",
+        "--params",
+        json.dumps({"batch_size": 10, "device": "cpu"}),
+        "--star",
+        tmp_path / "bad.star",
+        "--models",
+        tmp_path / "model.pt",
+        "--out-star",
+        tmp_path / "p.star",
+        "--amplitudes",
+        tmp_path / "a.csv",
+        check=False,
+    )
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]  # (progress-bar lines may precede it)
     assert proc.returncode != 0 and len(errors) == 1 and "particle 3" in errors[0]
     assert not (tmp_path / "p.star").exists()
 
@@ -157,7 +203,6 @@ def test_inplane_augmentation_transforms_targets_exactly(phantom):
     from cryopipe.geometry import matrix_to_quaternion, quaternion_to_matrix
     from cryopipe.imaging.project import project_atoms
     from cryopipe.nn.augment import rotate_images, rotate_targets
-
     from helpers import corr
 
     coords, weights = phantom
@@ -167,8 +212,9 @@ def test_inplane_augmentation_transforms_targets_exactly(phantom):
     theta = torch.tensor([0.7, -2.0], dtype=torch.float64)
     rotated = rotate_images(img[:, None], theta)[:, 0]
     t = rotate_targets({"orientation": matrix_to_quaternion(A), "shifts": o, "amplitudes": torch.ones(2, 1)}, theta)
-    expected = project_atoms(coords[None], weights, quaternion_to_matrix(t["orientation"]), t["shifts"], pixel_size=1.0,
-                             size=48, sigma=2.0)
+    expected = project_atoms(
+        coords[None], weights, quaternion_to_matrix(t["orientation"]), t["shifts"], pixel_size=1.0, size=48, sigma=2.0
+    )
     for a, b in zip(rotated, expected):
         assert corr(a, b) > 0.999
     assert torch.equal(t["amplitudes"], torch.ones(2, 1))
@@ -181,8 +227,22 @@ def test_ddp_training_under_torchrun(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).with_name("ddp_fit.py")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                           str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ck = torch.load(tmp_path / "last.pt", weights_only=False)
     assert ck["epoch"] == 2

@@ -7,7 +7,6 @@ import torch
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.fourier import fourier_crop, radial_mask
 from cryopipe.imaging.preprocess import normalise, phase_flip, split_sets
-
 from helpers import corr
 
 
@@ -33,9 +32,22 @@ def test_phase_flip_restores_positive_contrast():
     L, apix = 64, 1.5
     clean = torch.tensor(gaussian_image(L, 2.0))[None]
     parts = pd.DataFrame({"rlnDefocusU": [15000.0], "rlnDefocusV": [14500.0], "rlnDefocusAngle": [30.0]})
-    optics = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1, "rlnImagePixelSize": apix}
-    ctf = ctf_2d(parts["rlnDefocusU"].to_numpy(), parts["rlnDefocusV"].to_numpy(), parts["rlnDefocusAngle"].to_numpy(),
-                 voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.1, pixel_size=apix, shape=(L, L)).double()
+    optics = {
+        "rlnVoltage": 300.0,
+        "rlnSphericalAberration": 2.7,
+        "rlnAmplitudeContrast": 0.1,
+        "rlnImagePixelSize": apix,
+    }
+    ctf = ctf_2d(
+        parts["rlnDefocusU"].to_numpy(),
+        parts["rlnDefocusV"].to_numpy(),
+        parts["rlnDefocusAngle"].to_numpy(),
+        voltage=300.0,
+        spherical_aberration=2.7,
+        amplitude_contrast=0.1,
+        pixel_size=apix,
+        shape=(L, L),
+    ).double()
     observed = torch.fft.irfft2(torch.fft.rfft2(clean) * ctf, s=(L, L))
     flipped = phase_flip(observed, parts, optics)
     # After flipping, the image is the clean one filtered by |CTF| ≥ 0.

@@ -8,7 +8,6 @@ from scipy.ndimage import map_coordinates
 from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.fourier import shift_images
 from cryopipe.imaging.project import atoms_to_map, project_atoms
-
 from helpers import corr
 
 L, APIX, SIGMA = 48, 1.0, 2.0
@@ -23,7 +22,9 @@ def analytic_projection(coords, weights, angles, origin=(0.0, 0.0)):
     img = np.zeros((L, L))
     for (px, py, _), w in zip(xyz / APIX, np.asarray(weights)):
         px, py = px - origin[0] / APIX, py - origin[1] / APIX
-        img += w * np.exp(-((x - px) ** 2 + (y - py) ** 2) / (2 * (SIGMA / APIX) ** 2)) / (2 * np.pi * (SIGMA / APIX) ** 2)
+        img += (
+            w * np.exp(-((x - px) ** 2 + (y - py) ** 2) / (2 * (SIGMA / APIX) ** 2)) / (2 * np.pi * (SIGMA / APIX) ** 2)
+        )
     return img
 
 
@@ -54,7 +55,9 @@ def test_projection_matches_rotated_volume(phantom):
 def test_map_projects_to_identity_image(phantom):
     coords, weights = phantom
     vol = atoms_to_map(coords, weights, pixel_size=APIX, size=L, sigma=SIGMA)
-    img = project_atoms(coords[None], weights, torch.eye(3, dtype=torch.float64)[None], None, pixel_size=APIX, size=L, sigma=SIGMA)[0]
+    img = project_atoms(
+        coords[None], weights, torch.eye(3, dtype=torch.float64)[None], None, pixel_size=APIX, size=L, sigma=SIGMA
+    )[0]
     np.testing.assert_allclose(vol.sum(0).numpy(), img.numpy(), atol=1e-12)
     np.testing.assert_allclose(vol.sum().item(), weights.sum().item(), rtol=1e-6)  # Gaussians integrate to their weight
 

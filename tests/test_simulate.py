@@ -5,18 +5,29 @@ import pandas as pd
 import pytest
 import torch
 
-from cryopipe.geometry import random_rotations, matrix_to_euler
-from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
 from cryopipe.errors import CryopipeError
+from cryopipe.geometry import matrix_to_euler, random_rotations
+from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
 
 
 def tiny_batch(n, seed=0):
     rng = np.random.default_rng(seed)
     euler = matrix_to_euler(random_rotations(n, torch.Generator().manual_seed(seed))).numpy()
     du, dv, ang = draw_defocus(n, (1.0, 2.5), 150.0, seed, "snr1_df1-2.5")
-    return pd.DataFrame({"particle": np.arange(n), "mode7": rng.uniform(-3, 3, n), "rlnAngleRot": euler[:, 0],
-                         "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2], "rlnOriginXAngst": rng.uniform(-3, 3, n),
-                         "rlnOriginYAngst": rng.uniform(-3, 3, n), "rlnDefocusU": du, "rlnDefocusV": dv, "rlnDefocusAngle": ang})
+    return pd.DataFrame(
+        {
+            "particle": np.arange(n),
+            "mode7": rng.uniform(-3, 3, n),
+            "rlnAngleRot": euler[:, 0],
+            "rlnAngleTilt": euler[:, 1],
+            "rlnAnglePsi": euler[:, 2],
+            "rlnOriginXAngst": rng.uniform(-3, 3, n),
+            "rlnOriginYAngst": rng.uniform(-3, 3, n),
+            "rlnDefocusU": du,
+            "rlnDefocusV": dv,
+            "rlnDefocusAngle": ang,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +56,9 @@ def test_measured_snr_matches_target(sim, snr, before):
 def test_noise_is_deterministic_per_particle(sim):
     batch = tiny_batch(8)
     a = sim.noise(batch, 1.0, 0.5, seed=3, name="d")
-    b = torch.cat([sim.noise(batch.iloc[:3], 1.0, 0.5, seed=3, name="d"), sim.noise(batch.iloc[3:], 1.0, 0.5, seed=3, name="d")])
+    b = torch.cat(
+        [sim.noise(batch.iloc[:3], 1.0, 0.5, seed=3, name="d"), sim.noise(batch.iloc[3:], 1.0, 0.5, seed=3, name="d")]
+    )
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)  # batching does not change a particle's noise
     c = sim.noise(batch, 1.0, 0.5, seed=4, name="d")
     assert not torch.allclose(a, c)

@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from slurm_cluster import SlurmCluster, ensure_slurm
 from test_workflow import TINY_WORKFLOW
 
@@ -31,8 +30,14 @@ SLURM_WORKFLOW = {
     **TINY_WORKFLOW,
     "conformations": {**TINY_WORKFLOW["conformations"], "n_particles": 100},
     "simulate": {**TINY_WORKFLOW["simulate"], "grid": {"snr": [1.0], "defocus": [[0.5, 1.5]]}},
-    "align": {**TINY_WORKFLOW["align"], "grid_spacing": 30.0, "search_amplitudes": [0.0], "candidates": 1,
-              "coarse_steps": 5, "fine_steps": 5},
+    "align": {
+        **TINY_WORKFLOW["align"],
+        "grid_spacing": 30.0,
+        "search_amplitudes": [0.0],
+        "candidates": 1,
+        "coarse_steps": 5,
+        "fine_steps": 5,
+    },
     "train": {**TINY_WORKFLOW["train"], "epochs": 1},
 }
 
@@ -41,8 +46,10 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 @pytest.fixture(scope="module")
 def slurm():
-    pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')")
+    pytest.importorskip(
+        "snakemake_executor_plugin_slurm",
+        reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')",
+    )
     reason = ensure_slurm()
     if reason:
         pytest.skip(reason)
@@ -60,15 +67,19 @@ def sbatch_calls(log: Path) -> list[dict]:
     calls = []
     for line in log.read_text().splitlines():
         argv = shlex.split(line)
-        wrap = shlex.split(next(a for a in argv if a.startswith("--wrap="))[len("--wrap="):])
+        wrap = shlex.split(next(a for a in argv if a.startswith("--wrap="))[len("--wrap=") :])
         start = wrap.index("--allowed-rules") + 1  # the rules the job may run: what was submitted
         end = next((i for i in range(start, len(wrap)) if wrap[i].startswith("--")), len(wrap))
         opts = [a for a in argv if not a.startswith("--wrap=")]
-        calls.append({"rules": set(wrap[start:end]),
-                      "partition": argv[argv.index("-p") + 1] if "-p" in argv else None,
-                      "gpu_flags": [a for a in argv if a.startswith(("--gpus", "--gres", "--gpus-per"))],
-                      "logdir": str(Path(argv[argv.index("--output") + 1]).parent),
-                      "argv": shlex.join(opts)})
+        calls.append(
+            {
+                "rules": set(wrap[start:end]),
+                "partition": argv[argv.index("-p") + 1] if "-p" in argv else None,
+                "gpu_flags": [a for a in argv if a.startswith(("--gpus", "--gres", "--gpus-per"))],
+                "logdir": str(Path(argv[argv.index("--output") + 1]).parent),
+                "argv": shlex.join(opts),
+            }
+        )
     return calls
 
 
@@ -84,21 +95,37 @@ def slurm_jobs(cluster) -> list[dict]:
 
 def test_tiny_workflow_through_slurm_profile(slurm, tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(SLURM_WORKFLOW))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-           "--profile", str(REPO / "profiles" / "slurm"),
-           "--slurm-status-command", "squeue",                # no slurmdbd on the test cluster
-           "--slurm-init-seconds-before-status-checks", "1",  # tiny jobs: poll early
-           "--max-threads", str(min(os.cpu_count() or 1, 2)),  # the profile's 8-core jobs on this small machine
-           "--retries", "0"]
-    proc = subprocess.Popen(cmd, env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--slurm-status-command",
+        "squeue",  # no slurmdbd on the test cluster
+        "--slurm-init-seconds-before-status-checks",
+        "1",  # tiny jobs: poll early
+        "--max-threads",
+        str(min(os.cpu_count() or 1, 2)),  # the profile's 8-core jobs on this small machine
+        "--retries",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"snakemake did not finish in {RUN_TIMEOUT_S} s:\n{out[-4000:]}\n"
-                    f"{slurm.run('squeue', '--states=all', check=False)}\n{slurm.logs()}")
+        pytest.fail(
+            f"snakemake did not finish in {RUN_TIMEOUT_S} s:\n{out[-4000:]}\n"
+            f"{slurm.run('squeue', '--states=all', check=False)}\n{slurm.logs()}"
+        )
     if slurm.sbatch_log.exists():  # kept beside the results for a look after the test
         shutil.copy(slurm.sbatch_log, tmp_path / "sbatch.log")
     assert proc.returncode == 0, f"{out[-5000:]}\n{slurm.logs()}"

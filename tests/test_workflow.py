@@ -17,8 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_WORKFLOW = {
     **TINY,
     "conformations": {"n_particles": 200, "max_shift": 2.0},
-    "simulate": {"box": 48, "pixel_size": 1.8, "batch_size": 64,
-                 "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}},
+    "simulate": {
+        "box": 48,
+        "pixel_size": 1.8,
+        "batch_size": 64,
+        "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]},
+    },
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
     "train": {"models": "combined", "depth": 18, "epochs": 2, "batch_size": 16},
@@ -58,10 +62,24 @@ def test_default_config_plans_full_dag(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr
     grid = 2  # 2 SNR × 1 defocus range in config.yaml
-    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "conformations": 1, "simulate": grid, "preprocess": grid,
-                                  "align": grid, "train": grid, "infer": grid, "refine": grid, "reduce": grid, "cluster": grid,
-                                  "trajectory": grid, "backproject": 3 * grid, "evaluate": grid, "benchmark_tables": 1,
-                                  "all": 1}
+    assert planned_jobs(proc) == {
+        "reference": 1,
+        "modes": 1,
+        "conformations": 1,
+        "simulate": grid,
+        "preprocess": grid,
+        "align": grid,
+        "train": grid,
+        "infer": grid,
+        "refine": grid,
+        "reduce": grid,
+        "cluster": grid,
+        "trajectory": grid,
+        "backproject": 3 * grid,
+        "evaluate": grid,
+        "benchmark_tables": 1,
+        "all": 1,
+    }
 
 
 def test_import_source_plans_import_branch(tmp_path):
@@ -69,9 +87,22 @@ def test_import_source_plans_import_branch(tmp_path):
     write_config(tmp_path, {**TINY, "data": {"source": "import", "import": {"star": "user.star", "name": "mydata"}}})
     proc = snakemake(tmp_path, "-n")
     assert proc.returncode == 0, proc.stderr
-    assert planned_jobs(proc) == {"reference": 1, "modes": 1, "import_particles": 1, "preprocess": 1, "align": 1,
-                                  "train": 3, "infer": 1, "reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 3,
-                                  "evaluate": 1, "benchmark_tables": 1, "all": 1}  # separate networks by default
+    assert planned_jobs(proc) == {
+        "reference": 1,
+        "modes": 1,
+        "import_particles": 1,
+        "preprocess": 1,
+        "align": 1,
+        "train": 3,
+        "infer": 1,
+        "reduce": 1,
+        "cluster": 1,
+        "trajectory": 1,
+        "backproject": 3,
+        "evaluate": 1,
+        "benchmark_tables": 1,
+        "all": 1,
+    }  # separate networks by default
     assert "preprocess/mydata/particles.star" in proc.stdout + proc.stderr
 
 
@@ -96,7 +127,9 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert (results / "logs" / "simulate" / f"{ds}.log").exists()
         assert (results / "benchmarks" / "preprocess" / f"{ds}.tsv").exists()
         amps = pd.read_csv(results / "align" / ds / "amplitudes.csv")
-        assert len(amps) == 80 and {"mode7", "cc", "cc_z", "margin", "mahalanobis", "kept", "angle_error"} <= set(amps.columns)
+        assert len(amps) == 80 and {"mode7", "cc", "cc_z", "margin", "mahalanobis", "kept", "angle_error"} <= set(
+            amps.columns
+        )
         pred = pd.read_csv(results / "infer" / ds / "amplitudes.csv")
         assert len(pred) == 120 and pred["mode7"].notna().all()
         assert (results / "train" / ds / "combined" / "learning_curve.png").exists()
@@ -114,8 +147,14 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
         assert (results / "benchmark" / f"{name}.md").read_text().startswith("| ")
     assert pd.read_csv(results / "benchmark" / "path.csv").empty  # helix data: no morph path to score
     params = pd.read_csv(results / "benchmark" / "parameters.csv")
-    assert {"alignment vs truth", "network vs truth", "network vs alignment", "network + refinement vs truth",
-            "constant prediction vs truth", "constant prediction vs alignment"} <= set(params["comparison"])
+    assert {
+        "alignment vs truth",
+        "network vs truth",
+        "network vs alignment",
+        "network + refinement vs truth",
+        "constant prediction vs truth",
+        "constant prediction vs alignment",
+    } <= set(params["comparison"])
     set2 = params[params["images of"] == "set 2"]
     constant = set2[set2["comparison"] == "constant prediction vs truth"].set_index("dataset")
     assert (constant["angle (°) mean"] > 60).all()  # one orientation for every image cannot fit random poses
@@ -132,8 +171,10 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
     # One SNR value changed: only that grid branch (simulate + preprocess of its two defocus ranges).
-    changed = {**TINY_WORKFLOW, "simulate": {**TINY_WORKFLOW["simulate"],
-                                             "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}}}
+    changed = {
+        **TINY_WORKFLOW,
+        "simulate": {**TINY_WORKFLOW["simulate"], "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}},
+    }
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
     assert planned_jobs(proc) == per_dataset(2, simulate=1, preprocess=1, align=1, train=1, infer=1, refine=1)
@@ -180,7 +221,9 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     assert planned_jobs(proc) == {"backproject": 8, "evaluate": 4, "benchmark_tables": 1, "all": 1}
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) + [REPO / "config.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs").glob("*.yaml")) + [REPO / "config.yaml"], ids=lambda p: p.name
+)
 def test_shipped_configs_validate(path):
     from cryopipe.config import load_config
 
@@ -197,7 +240,9 @@ def test_conda_envs_are_one_environment_with_every_requirement():
     deps = {k: [d for d in e["dependencies"] if isinstance(d, str)] for k, e in envs.items()}
     pips = {k: next(d["pip"] for d in e["dependencies"] if isinstance(d, dict)) for k, e in envs.items()}
     assert pips["cpu"] == pips["gpu"]
-    assert [d for d in deps["cpu"] if not d.startswith("pytorch-cpu")] == [d for d in deps["gpu"] if not d.startswith("pytorch-gpu")]
+    assert [d for d in deps["cpu"] if not d.startswith("pytorch-cpu")] == [
+        d for d in deps["gpu"] if not d.startswith("pytorch-gpu")
+    ]
     assert sorted(set(deps["cpu"]) ^ set(deps["gpu"])) == ["pytorch-cpu=2.7", "pytorch-gpu=2.7"]
     conda_name = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base"}
     listed = {re.split(r"[=<>\[ ]", d)[0] for d in deps["cpu"] + pips["cpu"]}

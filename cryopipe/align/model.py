@@ -33,14 +33,23 @@ class DeformableReference:
     sigma: torch.Tensor | float  # Å, scalar or (N,)
     offset: torch.Tensor | None = None  # (N, 3) Å: the second starting conformation is coords + offset
 
-    def to(self, device, dtype=torch.float32) -> "DeformableReference":
+    def to(self, device, dtype=torch.float32) -> DeformableReference:
         sig = self.sigma.to(device, dtype) if isinstance(self.sigma, torch.Tensor) else self.sigma
         off = None if self.offset is None else self.offset.to(device, dtype)
-        return DeformableReference(self.coords.to(device, dtype), self.weights.to(device, dtype),
-                                   self.modes.to(device, dtype), sig, off)
+        return DeformableReference(
+            self.coords.to(device, dtype), self.weights.to(device, dtype), self.modes.to(device, dtype), sig, off
+        )
 
-    def render(self, amplitudes: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor | None, *, size: int,
-               pixel_size: float, second: torch.Tensor | None = None) -> torch.Tensor:
+    def render(
+        self,
+        amplitudes: torch.Tensor,
+        rotations: torch.Tensor,
+        origins: torch.Tensor | None,
+        *,
+        size: int,
+        pixel_size: float,
+        second: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Images (B, size, size) for amplitudes (B, M), RELION matrices (B, 3, 3), origins Å (B, 2), and the
         position z (B,) of each between the reference (0) and the second reference (1); None: all 0."""
         xyz = self.coords + torch.einsum("bk,knd->bnd", amplitudes, self.modes)
@@ -61,14 +70,17 @@ def second_reference_offset(displacement: np.ndarray, modes: np.ndarray) -> tupl
     return displacement - deform(np.zeros_like(displacement), modes, c), c
 
 
-def full_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, sigma: float,
-                        offset: np.ndarray | None = None) -> DeformableReference:
-    return DeformableReference(torch.as_tensor(coords), torch.as_tensor(weights), torch.as_tensor(modes), float(sigma),
-                               _tensor_or_none(offset))
+def full_atom_reference(
+    coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, sigma: float, offset: np.ndarray | None = None
+) -> DeformableReference:
+    return DeformableReference(
+        torch.as_tensor(coords), torch.as_tensor(weights), torch.as_tensor(modes), float(sigma), _tensor_or_none(offset)
+    )
 
 
-def heavy_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, elements, sigma: float,
-                         offset: np.ndarray | None = None) -> DeformableReference:
+def heavy_atom_reference(
+    coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, elements, sigma: float, offset: np.ndarray | None = None
+) -> DeformableReference:
     """All atoms but hydrogens, each hydrogen's weight moved onto its nearest heavy atom: the same
     density at ≥ 3 Å resolution for about half the Gaussians (what the fine stage renders)."""
     from scipy.spatial import cKDTree
@@ -79,21 +91,41 @@ def heavy_atom_reference(coords: np.ndarray, weights: np.ndarray, modes: np.ndar
     heavy = np.nonzero(~is_h)[0]
     _, nearest = cKDTree(coords[heavy]).query(coords[is_h])
     w = weights[heavy] + np.bincount(nearest, weights=weights[is_h], minlength=len(heavy))
-    return DeformableReference(torch.as_tensor(coords[heavy]), torch.as_tensor(w), torch.as_tensor(modes[:, heavy]), float(sigma),
-                               None if offset is None else torch.as_tensor(offset[heavy]))
+    return DeformableReference(
+        torch.as_tensor(coords[heavy]),
+        torch.as_tensor(w),
+        torch.as_tensor(modes[:, heavy]),
+        float(sigma),
+        None if offset is None else torch.as_tensor(offset[heavy]),
+    )
 
 
-def residue_beads(coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, residue_keys, sigma: float,
-                  offset: np.ndarray | None = None) -> DeformableReference:
+def residue_beads(
+    coords: np.ndarray,
+    weights: np.ndarray,
+    modes: np.ndarray,
+    residue_keys,
+    sigma: float,
+    offset: np.ndarray | None = None,
+) -> DeformableReference:
     """One Gaussian bead per residue (see module docstring)."""
     _, group = np.unique(np.asarray(residue_keys), return_inverse=True)
     n = group.max() + 1
     w = np.bincount(group, weights=weights, minlength=n)
-    centre = np.stack([np.bincount(group, weights=weights * coords[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
+    centre = (
+        np.stack([np.bincount(group, weights=weights * coords[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
+    )
     spread = np.bincount(group, weights=weights * ((coords - centre[group]) ** 2).sum(1), minlength=n) / w
-    def bead_mean(field: np.ndarray) -> np.ndarray:  # weighted mean of a displacement field over each residue
-        return np.stack([np.bincount(group, weights=weights * field[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
 
-    return DeformableReference(torch.as_tensor(centre), torch.as_tensor(w), torch.as_tensor(np.stack([bead_mean(m) for m in modes])),
-                               torch.as_tensor(np.sqrt(sigma**2 + spread / 3.0)),
-                               None if offset is None else torch.as_tensor(bead_mean(offset)))
+    def bead_mean(field: np.ndarray) -> np.ndarray:  # weighted mean of a displacement field over each residue
+        return (
+            np.stack([np.bincount(group, weights=weights * field[:, d], minlength=n) for d in range(3)], 1) / w[:, None]
+        )
+
+    return DeformableReference(
+        torch.as_tensor(centre),
+        torch.as_tensor(w),
+        torch.as_tensor(np.stack([bead_mean(m) for m in modes])),
+        torch.as_tensor(np.sqrt(sigma**2 + spread / 3.0)),
+        None if offset is None else torch.as_tensor(bead_mean(offset)),
+    )

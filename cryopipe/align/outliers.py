@@ -1,4 +1,5 @@
-"""Outlier rejection: amplitudes by Mahalanobis distance (HEMNMA/DeepHEMNMA: 3.2), fits by their cc in the population."""
+"""Outlier rejection: amplitudes by Mahalanobis distance (HEMNMA/DeepHEMNMA: 3.2), fits by their cc
+in the population."""
 
 from __future__ import annotations
 

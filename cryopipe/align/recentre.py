@@ -38,8 +38,17 @@ def far_end(displacements: np.ndarray, fraction: float) -> np.ndarray:
     return hi
 
 
-def reconstruct(images: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor, defocus: np.ndarray, optics: dict,
-                *, phase_flipped: bool, ctf: bool = True, wiener: float = 0.05) -> torch.Tensor:
+def reconstruct(
+    images: torch.Tensor,
+    rotations: torch.Tensor,
+    origins: torch.Tensor,
+    defocus: np.ndarray,
+    optics: dict,
+    *,
+    phase_flipped: bool,
+    ctf: bool = True,
+    wiener: float = 0.05,
+) -> torch.Tensor:
     """Map (L³) of images (n, L, L) at their poses (RELION matrices, origins Å) with a constant Wiener term
     (`wiener` × the mean inserted CTF² per voxel; enough for a map to fit modes to, not a final map)."""
     L = images.shape[-1]
@@ -47,9 +56,17 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, origins: torch.Te
     bp = Backprojector(L, 2)
     c = None
     if ctf:
-        c = ctf_2d(defocus[:, 0], defocus[:, 1], defocus[:, 2], voltage=optics["voltage"],
-                   spherical_aberration=optics["spherical_aberration"], amplitude_contrast=optics["amplitude_contrast"],
-                   pixel_size=px, shape=(2 * L, 2 * L), rfft=False).double()
+        c = ctf_2d(
+            defocus[:, 0],
+            defocus[:, 1],
+            defocus[:, 2],
+            voltage=optics["voltage"],
+            spherical_aberration=optics["spherical_aberration"],
+            amplitude_contrast=optics["amplitude_contrast"],
+            pixel_size=px,
+            shape=(2 * L, 2 * L),
+            rfft=False,
+        ).double()
         c = c.abs() if phase_flipped else c
     bp.insert(images.double(), rotations.double(), origins.double() / px, c)
     w = bp.shell_mean_weight()
@@ -62,8 +79,17 @@ def lowpass(volume: torch.Tensor, pixel_size: float, resolution: float) -> torch
     return torch.fft.ifftn(torch.fft.fftn(volume) * (kk <= 1.0 / resolution)).real
 
 
-def fit_modes_to_map(volume: torch.Tensor, coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, pixel_size: float, *,
-                     resolution: float = 6.0, steps: int = 150, start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def fit_modes_to_map(
+    volume: torch.Tensor,
+    coords: np.ndarray,
+    weights: np.ndarray,
+    modes: np.ndarray,
+    pixel_size: float,
+    *,
+    resolution: float = 6.0,
+    steps: int = 150,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
     """(displacement (N, 3) Å = Σ b_k m_k + a translation, final correlation) that best fits the atoms' map to
     `volume` (z, y, x) inside a soft sphere, both low-passed to `resolution` Å. `start`: an initial
     displacement (projected on the modes)."""
@@ -80,7 +106,10 @@ def fit_modes_to_map(volume: torch.Tensor, coords: np.ndarray, weights: np.ndarr
     opt = torch.optim.Adam([b, shift], lr=0.1)
     cc = torch.tensor(0.0)
     for _ in range(steps):
-        m = atoms_to_map(X + torch.einsum("k,knd->nd", b, M) + shift, W, pixel_size=pixel_size, size=L, sigma=sigma) * mask
+        m = (
+            atoms_to_map(X + torch.einsum("k,knd->nd", b, M) + shift, W, pixel_size=pixel_size, size=L, sigma=sigma)
+            * mask
+        )
         m = (m - m.mean()) / m.std()
         cc = (m * target).mean()
         opt.zero_grad()
@@ -90,9 +119,23 @@ def fit_modes_to_map(volume: torch.Tensor, coords: np.ndarray, weights: np.ndarr
     return disp.detach().double().numpy(), float(cc.detach())
 
 
-def recentred_displacement(res: dict, atoms, all_modes: np.ndarray, vectors: np.ndarray, second: np.ndarray | None,
-                           images, defocus: np.ndarray, optics: dict, keep: np.ndarray, *, fraction: float, resolution: float,
-                           steps: int, phase_flipped: bool, ctf: bool = True) -> tuple[np.ndarray, int, float]:
+def recentred_displacement(
+    res: dict,
+    atoms,
+    all_modes: np.ndarray,
+    vectors: np.ndarray,
+    second: np.ndarray | None,
+    images,
+    defocus: np.ndarray,
+    optics: dict,
+    keep: np.ndarray,
+    *,
+    fraction: float,
+    resolution: float,
+    steps: int,
+    phase_flipped: bool,
+    ctf: bool = True,
+) -> tuple[np.ndarray, int, float]:
     """(displacement (N, 3) of the next second reference, far-end images used, map-fit cc) from one pass.
 
     res: the pass's `Aligner.align` output; vectors: its fitted modes; second: its second reference's
@@ -103,9 +146,23 @@ def recentred_displacement(res: dict, atoms, all_modes: np.ndarray, vectors: np.
     if second is not None:
         disp = disp + res["second"][:, None, None] * second_reference_offset(second, vectors)[0]
     idx = np.nonzero(keep)[0][far_end(disp[keep], fraction)]
-    vol = reconstruct(torch.as_tensor(np.asarray(images[idx])), torch.as_tensor(res["rotations"][idx]),
-                      torch.as_tensor(res["origins"][idx]), np.asarray(defocus)[idx], optics, phase_flipped=phase_flipped,
-                      ctf=ctf)
-    fitted, cc = fit_modes_to_map(vol, atoms.coords, atoms.weights, all_modes, optics["pixel_size"], resolution=resolution,
-                                  steps=steps, start=disp[idx].mean(0))
+    vol = reconstruct(
+        torch.as_tensor(np.asarray(images[idx])),
+        torch.as_tensor(res["rotations"][idx]),
+        torch.as_tensor(res["origins"][idx]),
+        np.asarray(defocus)[idx],
+        optics,
+        phase_flipped=phase_flipped,
+        ctf=ctf,
+    )
+    fitted, cc = fit_modes_to_map(
+        vol,
+        atoms.coords,
+        atoms.weights,
+        all_modes,
+        optics["pixel_size"],
+        resolution=resolution,
+        steps=steps,
+        start=disp[idx].mean(0),
+    )
     return fitted, len(idx), cc

@@ -34,8 +34,14 @@ class Stage:
 
 def skew(w: torch.Tensor) -> torch.Tensor:
     z = torch.zeros_like(w[..., 0])
-    return torch.stack([torch.stack([z, -w[..., 2], w[..., 1]], -1), torch.stack([w[..., 2], z, -w[..., 0]], -1),
-                        torch.stack([-w[..., 1], w[..., 0], z], -1)], -2)
+    return torch.stack(
+        [
+            torch.stack([z, -w[..., 2], w[..., 1]], -1),
+            torch.stack([w[..., 2], z, -w[..., 0]], -1),
+            torch.stack([-w[..., 1], w[..., 0], z], -1),
+        ],
+        -2,
+    )
 
 
 @dataclass
@@ -59,24 +65,44 @@ class ImageBatch:
         px = self.optics["pixel_size"] * self.size / size
         img = fourier_crop(self.images, size) if size != self.size else self.images
         if self.ctf:
-            c = ctf_2d(self.defocus_u, self.defocus_v, self.defocus_angle, voltage=self.optics["voltage"],
-                       spherical_aberration=self.optics["spherical_aberration"],
-                       amplitude_contrast=self.optics["amplitude_contrast"], pixel_size=px, shape=(size, size))
+            c = ctf_2d(
+                self.defocus_u,
+                self.defocus_v,
+                self.defocus_angle,
+                voltage=self.optics["voltage"],
+                spherical_aberration=self.optics["spherical_aberration"],
+                amplitude_contrast=self.optics["amplitude_contrast"],
+                pixel_size=px,
+                shape=(size, size),
+            )
             if self.phase_flipped:
                 c = c.abs()
         else:
             c = torch.ones(len(img), size, size // 2 + 1)
         return torch.fft.rfft2(img.float()), c.to(img.device, torch.float32), px
 
-    def repeat(self, k: int) -> "ImageBatch":
+    def repeat(self, k: int) -> ImageBatch:
         rep = lambda t: t.repeat_interleave(k, 0)
-        return ImageBatch(rep(self.images), rep(self.defocus_u), rep(self.defocus_v), rep(self.defocus_angle), self.optics, self.ctf,
-                          self.phase_flipped)
+        return ImageBatch(
+            rep(self.images),
+            rep(self.defocus_u),
+            rep(self.defocus_v),
+            rep(self.defocus_angle),
+            self.optics,
+            self.ctf,
+            self.phase_flipped,
+        )
 
 
-def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: torch.Tensor, origins: torch.Tensor,
-           amplitudes: torch.Tensor, stages: list[Stage], second: torch.Tensor | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def refine(
+    ref: dict[bool, DeformableReference],
+    batch: ImageBatch,
+    rotations: torch.Tensor,
+    origins: torch.Tensor,
+    amplitudes: torch.Tensor,
+    stages: list[Stage],
+    second: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refined (rotations, origins, amplitudes, z, cc at the last stage) for B images; `second` (B,) is each
     image's starting position z between the reference and the second reference (`DeformableReference.render`),
     refined within [0, 1] with the amplitudes (held where `lr_second` is 0 or the model has no offset)."""
@@ -92,8 +118,11 @@ def refine(ref: dict[bool, DeformableReference], batch: ImageBatch, rotations: t
         omega = torch.zeros(len(A0), 3, device=A0.device, requires_grad=True)
         o = origins.clone().requires_grad_(True)
         a = amplitudes.clone().requires_grad_(True)
-        groups = [{"params": [omega], "lr": st.lr_rotation}, {"params": [o], "lr": st.lr_shift},
-                  {"params": [a], "lr": st.lr_amplitude}]
+        groups = [
+            {"params": [omega], "lr": st.lr_rotation},
+            {"params": [o], "lr": st.lr_shift},
+            {"params": [a], "lr": st.lr_amplitude},
+        ]
         z = z0
         if z0 is not None and model.offset is not None and st.lr_second > 0:
             z = z0.clone().requires_grad_(True)

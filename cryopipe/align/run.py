@@ -41,8 +41,14 @@ def amplitude_starts(values: list[float], n_modes: int, combinations: str) -> to
     return torch.stack(starts)
 
 
-def pick_distinct(scores: torch.Tensor, rot_idx: torch.Tensor, amp_idx: torch.Tensor, rotations: torch.Tensor, k: int,
-                  min_angle: float) -> torch.Tensor:
+def pick_distinct(
+    scores: torch.Tensor,
+    rot_idx: torch.Tensor,
+    amp_idx: torch.Tensor,
+    rotations: torch.Tensor,
+    k: int,
+    min_angle: float,
+) -> torch.Tensor:
     """Columns (B, k) of the candidates kept: best first, skipping near-duplicates (same amplitude start,
     rotation within `min_angle`). Falls back to the next best when too few are distinct."""
     B, T = scores.shape
@@ -63,9 +69,18 @@ class Aligner:
     starts around 0 (reference) and the same starts around c (second reference), and every candidate
     keeps the conformation it came from."""
 
-    def __init__(self, fine_ref: DeformableReference, beads_ref: DeformableReference, settings: AlignSettings,
-                 optics: dict, image_size: int, device: str = "cpu", ctf: bool = True, phase_flipped: bool = True,
-                 second_amplitudes: np.ndarray | None = None):
+    def __init__(
+        self,
+        fine_ref: DeformableReference,
+        beads_ref: DeformableReference,
+        settings: AlignSettings,
+        optics: dict,
+        image_size: int,
+        device: str = "cpu",
+        ctf: bool = True,
+        phase_flipped: bool = True,
+        second_amplitudes: np.ndarray | None = None,
+    ):
         self.s = settings
         self.device = torch.device(device)
         self.refs = {False: fine_ref.to(self.device), True: beads_ref.to(self.device)}
@@ -84,15 +99,21 @@ class Aligner:
             second = torch.cat([second, torch.ones(len(second))])
         self.amp_starts, self.start_second = starts.to(self.device), second.to(self.device)
         self.search_px = optics["pixel_size"] * image_size / settings.search_size
-        self.proj_ft = reference_projections(self.refs[True], self.rotations, self.amp_starts, size=settings.search_size,
-                                             pixel_size=self.search_px,
-                                             second=self.start_second if fine_ref.offset is not None else None)
+        self.proj_ft = reference_projections(
+            self.refs[True],
+            self.rotations,
+            self.amp_starts,
+            size=settings.search_size,
+            pixel_size=self.search_px,
+            second=self.start_second if fine_ref.offset is not None else None,
+        )
         self.shifts = shift_grid(settings.max_shift / self.search_px, device=self.device)
 
     def _batch(self, images: torch.Tensor, defocus: np.ndarray) -> ImageBatch:
         d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
-        return ImageBatch(images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf,
-                          self.phase_flipped)
+        return ImageBatch(
+            images.to(self.device, torch.float32), d[:, 0], d[:, 1], d[:, 2], self.optics, self.ctf, self.phase_flipped
+        )
 
     def _search(self, batch: ImageBatch, K: int, block: slice = slice(None)):
         """The K best distinct (rotation (B, K, 3, 3), origin Å (B, K, 2), amplitude start (B, K, M), its
@@ -108,8 +129,15 @@ class Aligner:
         origins = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
         return self.rotations[pidx % R], origins, self.amp_starts[pidx // R], self.start_second[pidx // R]
 
-    def _fit_candidates(self, batch: ImageBatch, A0: torch.Tensor, o0: torch.Tensor, a0: torch.Tensor, z0: torch.Tensor,
-                        elastic: bool = True) -> dict[str, torch.Tensor]:
+    def _fit_candidates(
+        self,
+        batch: ImageBatch,
+        A0: torch.Tensor,
+        o0: torch.Tensor,
+        a0: torch.Tensor,
+        z0: torch.Tensor,
+        elastic: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """Coarse refinement of K candidates per image (B, K, ...), the best by cc refined fine.
 
         `winner` is the index of the candidate that won, `second` its conformation (`DeformableReference`),
@@ -118,11 +146,20 @@ class Aligner:
         means another pose fits almost as well.
         """
         B, K = A0.shape[:2]
-        stage = (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0, lr_second=0.0))  # rigid: conformation held
+        stage = (
+            (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0, lr_second=0.0))
+        )  # rigid: conformation held
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
         z = z0.reshape(B * K)
-        A, o, a, z, cc = refine(self.refs, batch.repeat(K), A0.reshape(B * K, 3, 3), o0.reshape(B * K, 2),
-                                a0.reshape(B * K, -1), coarse, second=z)
+        A, o, a, z, cc = refine(
+            self.refs,
+            batch.repeat(K),
+            A0.reshape(B * K, 3, 3),
+            o0.reshape(B * K, 2),
+            a0.reshape(B * K, -1),
+            coarse,
+            second=z,
+        )
         cc = cc.reshape(B, K)
         winner = cc.argmax(1)
         best = winner + torch.arange(B, device=self.device) * K
@@ -134,7 +171,15 @@ class Aligner:
             A, o, a, z, cc = refine(self.refs, batch, A, o, a, fine, second=z)
         else:
             cc = cc.reshape(-1)[best]
-        return {"rotations": A, "origins": o, "amplitudes": a, "cc": cc, "winner": winner, "second": z, "margin": margin}
+        return {
+            "rotations": A,
+            "origins": o,
+            "amplitudes": a,
+            "cc": cc,
+            "winner": winner,
+            "second": z,
+            "margin": margin,
+        }
 
     def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
         """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
@@ -143,8 +188,17 @@ class Aligner:
         del res["winner"]
         return res
 
-    def refine_batch(self, images: torch.Tensor, defocus: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
-                     amplitudes: torch.Tensor, *, search: bool, elastic: bool) -> dict[str, torch.Tensor]:
+    def refine_batch(
+        self,
+        images: torch.Tensor,
+        defocus: np.ndarray,
+        rotations: torch.Tensor,
+        origins: torch.Tensor,
+        amplitudes: torch.Tensor,
+        *,
+        search: bool,
+        elastic: bool,
+    ) -> dict[str, torch.Tensor]:
         """Re-fit images whose conformation (and a pose) a network predicted.
 
         Candidates: the given pose and amplitudes, plus (search=True) the best distinct poses of a global
@@ -170,17 +224,31 @@ class Aligner:
                 o_s = torch.empty(B, K, 2, device=self.device)
                 for q in start.unique().tolist():
                     sel = start == q
-                    A_s[sel], o_s[sel], _, _ = self._search(self._batch(images[sel.cpu()],
-                                                                        np.asarray(defocus)[sel.cpu().numpy()]),
-                                                            K, slice(q * R, (q + 1) * R))
+                    A_s[sel], o_s[sel], _, _ = self._search(
+                        self._batch(images[sel.cpu()], np.asarray(defocus)[sel.cpu().numpy()]),
+                        K,
+                        slice(q * R, (q + 1) * R),
+                    )
                 a_s, z_s = a0.expand(B, K, -1), z0.expand(B, K)
-            A0, o0, a0, z0 = torch.cat([A0, A_s], 1), torch.cat([o0, o_s], 1), torch.cat([a0, a_s], 1), torch.cat([z0, z_s], 1)
+            A0, o0, a0, z0 = (
+                torch.cat([A0, A_s], 1),
+                torch.cat([o0, o_s], 1),
+                torch.cat([a0, a_s], 1),
+                torch.cat([z0, z_s], 1),
+            )
         res = self._fit_candidates(batch, A0, o0, a0, z0, elastic)
         res["from_start"] = res.pop("winner") == 0
         return res
 
-    def align(self, images: np.ndarray, defocus: np.ndarray, progress: bool = True, start: dict | None = None,
-              search: bool = True, elastic: bool = True) -> dict[str, np.ndarray]:
+    def align(
+        self,
+        images: np.ndarray,
+        defocus: np.ndarray,
+        progress: bool = True,
+        start: dict | None = None,
+        search: bool = True,
+        elastic: bool = True,
+    ) -> dict[str, np.ndarray]:
         """Fit every image: a global search from scratch, or (start = {"rotations", "origins", "amplitudes"},
         arrays per image) a re-fit from given estimates, see `refine_batch`."""
         from tqdm import tqdm
@@ -193,15 +261,28 @@ class Aligner:
             if start is None:
                 res = self.align_batch(imgs, defocus[sl])
             else:
-                res = self.refine_batch(imgs, defocus[sl], *(torch.tensor(np.asarray(start[k][sl], dtype=np.float64))
-                                                             for k in ("rotations", "origins", "amplitudes")),
-                                        search=search, elastic=elastic)
+                res = self.refine_batch(
+                    imgs,
+                    defocus[sl],
+                    *(
+                        torch.tensor(np.asarray(start[k][sl], dtype=np.float64))
+                        for k in ("rotations", "origins", "amplitudes")
+                    ),
+                    search=search,
+                    elastic=elastic,
+                )
             for k, v in res.items():
                 out.setdefault(k, []).append(v.detach().cpu())
         cat = {k: torch.cat(v) for k, v in out.items()}
-        out = {"euler": matrix_to_euler(cat["rotations"].double()).numpy(), "rotations": cat["rotations"].double().numpy(),
-               "origins": cat["origins"].double().numpy(), "amplitudes": cat["amplitudes"].double().numpy(),
-               "cc": cat["cc"].double().numpy(), "second": cat["second"].double().numpy(), "margin": cat["margin"].double().numpy()}
+        out = {
+            "euler": matrix_to_euler(cat["rotations"].double()).numpy(),
+            "rotations": cat["rotations"].double().numpy(),
+            "origins": cat["origins"].double().numpy(),
+            "amplitudes": cat["amplitudes"].double().numpy(),
+            "cc": cat["cc"].double().numpy(),
+            "second": cat["second"].double().numpy(),
+            "margin": cat["margin"].double().numpy(),
+        }
         if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
             out["from_start"] = cat["from_start"].numpy()
         return out

@@ -13,8 +13,16 @@ import torch
 from cryopipe.align.model import DeformableReference
 
 
-def reference_projections(ref: DeformableReference, rotations: torch.Tensor, amplitudes: torch.Tensor, *, size: int,
-                          pixel_size: float, second: torch.Tensor | None = None, chunk: int = 2048) -> torch.Tensor:
+def reference_projections(
+    ref: DeformableReference,
+    rotations: torch.Tensor,
+    amplitudes: torch.Tensor,
+    *,
+    size: int,
+    pixel_size: float,
+    second: torch.Tensor | None = None,
+    chunk: int = 2048,
+) -> torch.Tensor:
     """rfft of projections for every (amplitude start, rotation): (Q·R, size, size//2+1), amplitude-major.
     `second` (Q,): each start's conformation (0: reference, 1: second reference)."""
     out = []
@@ -36,14 +44,26 @@ def shift_grid(max_shift_px: float, step_px: float = 1.0, device=None) -> torch.
     return torch.stack([dx[keep], dy[keep]], -1)
 
 
-def global_search(image_ft: torch.Tensor, model_ctf: torch.Tensor, weights: torch.Tensor, proj_ft: torch.Tensor,
-                  shifts_px: torch.Tensor, top: int, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def global_search(
+    image_ft: torch.Tensor,
+    model_ctf: torch.Tensor,
+    weights: torch.Tensor,
+    proj_ft: torch.Tensor,
+    shifts_px: torch.Tensor,
+    top: int,
+    chunk: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best `top` (score, projection index, shift index) per image: each (B, top)."""
-    B, H, W = image_ft.shape
+    B, H, _W = image_ft.shape
     S = H
     ky = torch.fft.fftfreq(H, device=image_ft.device) * S
     kx = torch.fft.rfftfreq(S, device=image_ft.device) * S
-    phase = 2 * torch.pi * (shifts_px[:, 0, None, None] * kx[None, None, :] + shifts_px[:, 1, None, None] * ky[None, :, None]) / S
+    phase = (
+        2
+        * torch.pi
+        * (shifts_px[:, 0, None, None] * kx[None, None, :] + shifts_px[:, 1, None, None] * ky[None, :, None])
+        / S
+    )
     ramp = torch.polar(torch.ones_like(phase), phase)  # e^{+2πi k·d/S}: model content moved by +d
     Iw = (weights * model_ctf * image_ft)[:, None] * ramp[None]  # (B, D, H, W)
     D = len(shifts_px)

@@ -35,7 +35,9 @@ def band_weights(size: int, pixel_size: float, lowpass: float, device=None) -> t
     return w
 
 
-def correlation(model_ft: torch.Tensor, image_ft: torch.Tensor, model_ctf: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def correlation(
+    model_ft: torch.Tensor, image_ft: torch.Tensor, model_ctf: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """cc (B,) of rfft'd model projections (B, H, W) and images (B, H, W) with the model's CTF (B, H, W)."""
     m = model_ft * model_ctf
     num = (weights * (m.conj() * image_ft).real).sum((-2, -1))

@@ -42,9 +42,15 @@ class Backprojector:
     def weight(self) -> torch.Tensor:
         return self.acc[:, 2]
 
-    def insert(self, images: torch.Tensor, rotations: torch.Tensor, origins_px: torch.Tensor | None = None,
-               ctf: torch.Tensor | None = None) -> None:
-        """images (B, L, L); rotations RELION A (B, 3, 3); origins in px (B, 2); ctf (B, n, n) full-grid on the padded box."""
+    def insert(
+        self,
+        images: torch.Tensor,
+        rotations: torch.Tensor,
+        origins_px: torch.Tensor | None = None,
+        ctf: torch.Tensor | None = None,
+    ) -> None:
+        """images (B, L, L); rotations RELION A (B, 3, 3); origins in px (B, 2); ctf (B, n, n) full-grid on
+        the padded box."""
         imgs = images.to(self.device, torch.float64)
         if origins_px is not None:
             imgs = shift_images(imgs, origins_px.to(self.device, torch.float64))  # shift by +origin re-centres
@@ -71,7 +77,7 @@ class Backprojector:
                     flat = ((base[:, 2] + dz) % n) * n * n + ixy
                     self.acc.index_add_(0, flat, vals * wt[:, None])
 
-    def merged(self, other: "Backprojector") -> "Backprojector":
+    def merged(self, other: Backprojector) -> Backprojector:
         """The sum of two accumulations (e.g. the full map from its two half maps)."""
         out = Backprojector.__new__(Backprojector)
         out.__dict__.update(self.__dict__)
@@ -99,7 +105,9 @@ class Backprojector:
         keep = shell < ns
         weight = self._friedel()[1]
         total = torch.zeros(ns, dtype=torch.float64, device=self.device).index_add_(0, shell[keep], weight[keep])
-        count = torch.zeros(ns, dtype=torch.float64, device=self.device).index_add_(0, shell[keep], torch.ones_like(weight[keep]))
+        count = torch.zeros(ns, dtype=torch.float64, device=self.device).index_add_(
+            0, shell[keep], torch.ones_like(weight[keep])
+        )
         return total / count.clamp_min(1)
 
     def reconstruct(self, wiener: float | torch.Tensor = 1e-3) -> torch.Tensor:

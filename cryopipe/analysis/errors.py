@@ -18,8 +18,11 @@ ORIGIN = ["rlnOriginXAngst", "rlnOriginYAngst"]
 def parameters(table: pd.DataFrame, names: list[str], index) -> dict:
     """{'amplitudes', 'euler', 'shifts'} of the rows `index` of a table holding those columns."""
     rows = table.loc[index]
-    return {"amplitudes": rows[names].to_numpy(np.float64), "euler": rows[EULER].to_numpy(np.float64),
-            "shifts": rows[ORIGIN].to_numpy(np.float64)}
+    return {
+        "amplitudes": rows[names].to_numpy(np.float64),
+        "euler": rows[EULER].to_numpy(np.float64),
+        "shifts": rows[ORIGIN].to_numpy(np.float64),
+    }
 
 
 def errors(a: dict, b: dict, names: list[str], coords: np.ndarray, modes: np.ndarray, pixel_size: float) -> dict:
@@ -33,9 +36,15 @@ def errors(a: dict, b: dict, names: list[str], coords: np.ndarray, modes: np.nda
     x = torch.tensor(coords)
     rmsd_rot = torch.sqrt(((x @ Ra.transpose(1, 2) - x @ Rb.transpose(1, 2)) ** 2).sum(2).mean(1)).numpy()
     out = {f"|Δ{c}| (Å RMSD)": np.abs(da[:, k]) for k, c in enumerate(names)}
-    out.update({"angle (°)": angular_distance(Ra, Rb).numpy(), "shift (px)": ds / pixel_size,
-                "RMSD amplitudes (Å)": np.sqrt((disp**2).sum(2).mean(1)), "RMSD angles (Å)": rmsd_rot,
-                "RMSD shifts (Å)": ds})
+    out.update(
+        {
+            "angle (°)": angular_distance(Ra, Rb).numpy(),
+            "shift (px)": ds / pixel_size,
+            "RMSD amplitudes (Å)": np.sqrt((disp**2).sum(2).mean(1)),
+            "RMSD angles (Å)": rmsd_rot,
+            "RMSD shifts (Å)": ds,
+        }
+    )
     return out
 
 
@@ -51,6 +60,7 @@ def summarise(errs: dict) -> dict:
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
+
     def cell(v):
         if isinstance(v, (float, np.floating)):
             return "n/a" if not np.isfinite(v) else format(v, floatfmt)

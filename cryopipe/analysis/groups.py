@@ -55,8 +55,9 @@ def pc1_bins(pc1: np.ndarray, k: int, edges=None) -> np.ndarray:
     return labels
 
 
-def density_peaks(x: np.ndarray, k: int, bandwidth: float | None = None, separation: float | None = None,
-                  max_cells: int = 512) -> tuple[np.ndarray, float, float]:
+def density_peaks(
+    x: np.ndarray, k: int, bandwidth: float | None = None, separation: float | None = None, max_cells: int = 512
+) -> tuple[np.ndarray, float, float]:
     """Centres (k, 2) of the k densest regions of 2D points, at least `separation` apart.
 
     The density is a histogram on a fine grid smoothed by a Gaussian of σ = `bandwidth` (space
@@ -79,22 +80,27 @@ def density_peaks(x: np.ndarray, k: int, bandwidth: float | None = None, separat
     density = np.zeros(shape)
     np.add.at(density, (idx[:, 0], idx[:, 1]), 1.0)
     density = gaussian_filter(density, bandwidth / cell, mode="constant")
-    gx, gy = np.meshgrid(lo[0] + (np.arange(shape[0]) + 0.5) * cell, lo[1] + (np.arange(shape[1]) + 0.5) * cell, indexing="ij")
+    gx, gy = np.meshgrid(
+        lo[0] + (np.arange(shape[0]) + 0.5) * cell, lo[1] + (np.arange(shape[1]) + 0.5) * cell, indexing="ij"
+    )
     floor = 1e-3 * density.max()  # below this the "region" is empty space, not a dense region
     centres = []
     for _ in range(k):
         i = int(np.argmax(density))
         if density.flat[i] <= floor:
-            raise ValueError(f"only {len(centres)} dense region(s) lie at least {separation:.3g} apart, "
-                             f"analysis.cluster.k asks for {k} (lower k or analysis.cluster.separation)")
+            raise ValueError(
+                f"only {len(centres)} dense region(s) lie at least {separation:.3g} apart, "
+                f"analysis.cluster.k asks for {k} (lower k or analysis.cluster.separation)"
+            )
         c = np.array([gx.flat[i], gy.flat[i]])
         centres.append(c)
         density[(gx - c[0]) ** 2 + (gy - c[1]) ** 2 < separation**2] = 0.0
     return np.array(centres), bandwidth, separation
 
 
-def dense_regions(x: np.ndarray, k: int, bandwidth: float | None = None, separation: float | None = None,
-                  radius: float | None = None) -> np.ndarray:
+def dense_regions(
+    x: np.ndarray, k: int, bandwidth: float | None = None, separation: float | None = None, radius: float | None = None
+) -> np.ndarray:
     """Labels of the points within `radius` (default separation / 2: regions do not overlap) of
     each of the k density peaks (nearest peak), −1 elsewhere: DeepHEMNMA's "groups of images in
     the dense regions of the space", chosen automatically."""

@@ -35,9 +35,12 @@ def tenths_table(t: np.ndarray, angle_error: np.ndarray, along: np.ndarray | Non
     rows = []
     for b in range(10):
         s = tenth == b
-        row = {"tenth of path": f"{b / 10:.1f}–{(b + 1) / 10:.1f}", "images": int(s.sum()),
-               "median angle error (°)": float(np.median(angle_error[s])) if s.any() else np.nan,
-               "images > 10° off (%)": 100 * float(np.mean(angle_error[s] > 10)) if s.any() else np.nan}
+        row = {
+            "tenth of path": f"{b / 10:.1f}–{(b + 1) / 10:.1f}",
+            "images": int(s.sum()),
+            "median angle error (°)": float(np.median(angle_error[s])) if s.any() else np.nan,
+            "images > 10° off (%)": 100 * float(np.mean(angle_error[s] > 10)) if s.any() else np.nan,
+        }
         if along is not None:
             row["mean fitted position on path"] = float(along[s].mean()) if s.any() else np.nan
         rows.append(row)

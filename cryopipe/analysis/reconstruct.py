@@ -25,8 +25,9 @@ def half_sets(particles: pd.DataFrame) -> np.ndarray:
     return np.arange(len(particles)) % 2 + 1
 
 
-def insert_particles(bps: dict, particles: pd.DataFrame, optics: dict, star_path, batch_size: int = 128,
-                     progress=None) -> None:
+def insert_particles(
+    bps: dict, particles: pd.DataFrame, optics: dict, star_path, batch_size: int = 128, progress=None
+) -> None:
     """Insert every particle into bps[its half set] with its pose, origin and CTF."""
     apix, L = float(optics["rlnImagePixelSize"]), int(optics["rlnImageSize"])
     n_pad = next(iter(bps.values())).n
@@ -37,15 +38,24 @@ def insert_particles(bps: dict, particles: pd.DataFrame, optics: dict, star_path
         batch = particles.iloc[rows]
         images = torch.as_tensor(load_images(particles, star_path, rows), dtype=torch.float64)
         if images.shape[-1] != L:
-            raise CryopipeError(f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}")
+            raise CryopipeError(
+                f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}"
+            )
         A = euler_to_matrix(torch.tensor(batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(np.float64)))
         origins = torch.tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)) / apix
         ctf = None
         if "rlnDefocusU" in batch.columns:
-            ctf = ctf_2d(batch["rlnDefocusU"].to_numpy(), batch["rlnDefocusV"].to_numpy(), batch["rlnDefocusAngle"].to_numpy(),
-                         voltage=float(optics["rlnVoltage"]), spherical_aberration=float(optics["rlnSphericalAberration"]),
-                         amplitude_contrast=float(optics["rlnAmplitudeContrast"]), pixel_size=apix, shape=(n_pad, n_pad),
-                         rfft=False).double()
+            ctf = ctf_2d(
+                batch["rlnDefocusU"].to_numpy(),
+                batch["rlnDefocusV"].to_numpy(),
+                batch["rlnDefocusAngle"].to_numpy(),
+                voltage=float(optics["rlnVoltage"]),
+                spherical_aberration=float(optics["rlnSphericalAberration"]),
+                amplitude_contrast=float(optics["rlnAmplitudeContrast"]),
+                pixel_size=apix,
+                shape=(n_pad, n_pad),
+                rfft=False,
+            ).double()
             if flipped:
                 ctf = ctf.abs()
         for h, bp in bps.items():
@@ -56,8 +66,18 @@ def insert_particles(bps: dict, particles: pd.DataFrame, optics: dict, star_path
             progress.update(len(rows))
 
 
-def reconstruct_halves(particles: pd.DataFrame, optics: dict, star_path, *, pad: int = 2, wiener: float | None = None,
-                       mask_radius_px: float | None = None, batch_size: int = 128, device="cpu", progress=None) -> dict:
+def reconstruct_halves(
+    particles: pd.DataFrame,
+    optics: dict,
+    star_path,
+    *,
+    pad: int = 2,
+    wiener: float | None = None,
+    mask_radius_px: float | None = None,
+    batch_size: int = 128,
+    device="cpu",
+    progress=None,
+) -> dict:
     """{'half1', 'half2', 'full': maps (L³), 'fsc': half-map FSC (masked), 'regulariser': per shell}.
 
     wiener None → per-shell regulariser from the half-map FSC; a number → that constant.

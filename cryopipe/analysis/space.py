@@ -32,7 +32,7 @@ class PCA:
         return {"mean": self.mean.tolist(), "axes": self.axes.tolist(), "variance": self.variance.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PCA":
+    def from_dict(cls, d: dict) -> PCA:
         return cls(np.asarray(d["mean"]), np.asarray(d["axes"]), np.asarray(d["variance"]))
 
 
@@ -56,6 +56,7 @@ def fit_umap(x: np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float = 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state": intended
-        model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
-                          random_state=seed)
+        model = umap.UMAP(
+            n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed
+        )
         return model.fit_transform(np.asarray(x, dtype=np.float64)).astype(np.float64)

@@ -24,8 +24,10 @@ def resolve_params(args: argparse.Namespace, params_from_config, **kw) -> dict:
 
             # The workflow was planned by one cryopipe and the job runs another (e.g. a stale cluster env).
             if planned != __version__:
-                raise CryopipeError(f"--params: the workflow was planned with cryopipe {planned}, this job runs {__version__}; "
-                                    "install the same version in the job's environment")
+                raise CryopipeError(
+                    f"--params: the workflow was planned with cryopipe {planned}, this job runs {__version__}; "
+                    "install the same version in the job's environment"
+                )
         return prm
     from cryopipe.config import load_config
 

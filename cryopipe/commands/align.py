@@ -26,8 +26,11 @@ def add_args(p) -> None:
     p.add_argument("--amplitudes", required=True, help="output table: particle, amplitudes, cc, mahalanobis, kept")
     p.add_argument("--kept", required=True, help="output STAR of the images kept by the outlier filter")
     p.add_argument("--plot", required=True, help="output figure (.png)")
-    p.add_argument("--out-reference", help="output .npz: the second reference's displacement field (N, 3) that the fit used "
-                                           "(align.second_reference or re-centred; empty without one), for `refine`")
+    p.add_argument(
+        "--out-reference",
+        help="output .npz: the second reference's displacement field (N, 3) that the fit used "
+        "(align.second_reference or re-centred; empty without one), for `refine`",
+    )
 
 
 def settings_from_params(prm: dict, image_size: int):
@@ -35,18 +38,29 @@ def settings_from_params(prm: dict, image_size: int):
     from cryopipe.align.run import AlignSettings
 
     return AlignSettings(
-        grid_spacing=prm["grid_spacing"], search_size=min(prm["search_size"], image_size), search_lowpass=prm["search_lowpass"],
-        search_amplitudes=prm["search_amplitudes"], search_combinations=prm["search_combinations"], max_shift=prm["max_shift"],
-        candidates=prm["candidates"], batch_size=prm["batch_size"],
-        coarse=[Stage(min(prm["search_size"], image_size), prm["coarse_lowpass"], prm["coarse_steps"])] if prm["coarse_steps"] else [],
+        grid_spacing=prm["grid_spacing"],
+        search_size=min(prm["search_size"], image_size),
+        search_lowpass=prm["search_lowpass"],
+        search_amplitudes=prm["search_amplitudes"],
+        search_combinations=prm["search_combinations"],
+        max_shift=prm["max_shift"],
+        candidates=prm["candidates"],
+        batch_size=prm["batch_size"],
+        coarse=[Stage(min(prm["search_size"], image_size), prm["coarse_lowpass"], prm["coarse_steps"])]
+        if prm["coarse_steps"]
+        else [],
         fine=[Stage(image_size, prm["fine_lowpass"], prm["fine_steps"], beads=False)] if prm["fine_steps"] else [],
     )
 
 
 def star_optics(opt) -> dict:
     """The optics the alignment needs, from one optics row of a STAR file."""
-    return {"voltage": float(opt["rlnVoltage"]), "spherical_aberration": float(opt["rlnSphericalAberration"]),
-            "amplitude_contrast": float(opt["rlnAmplitudeContrast"]), "pixel_size": float(opt["rlnImagePixelSize"])}
+    return {
+        "voltage": float(opt["rlnVoltage"]),
+        "spherical_aberration": float(opt["rlnSphericalAberration"]),
+        "amplitude_contrast": float(opt["rlnAmplitudeContrast"]),
+        "pixel_size": float(opt["rlnImagePixelSize"]),
+    }
 
 
 def phase_flipped(opt) -> bool:
@@ -66,10 +80,17 @@ def make_aligner(prm: dict, atoms, modes, opt, second=None):
     sigma = sigma_for_resolution(prm["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors, second)
-    return Aligner(heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
-                   residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset), settings_from_params(prm, L),
-                   star_optics(opt), L, device=pick_device(prm["device"]), ctf=prm["ctf"], phase_flipped=phase_flipped(opt),
-                   second_amplitudes=second_amplitudes)
+    return Aligner(
+        heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
+        residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset),
+        settings_from_params(prm, L),
+        star_optics(opt),
+        L,
+        device=pick_device(prm["device"]),
+        ctf=prm["ctf"],
+        phase_flipped=phase_flipped(opt),
+        second_amplitudes=second_amplitudes,
+    )
 
 
 def second_reference_displacement(spec: dict, atoms):
@@ -79,7 +100,10 @@ def second_reference_displacement(spec: dict, atoms):
     from cryopipe.structure.target import target_displacement
 
     moved = target_displacement(atoms, spec["pdb"], spec["selection"], key="align.second_reference.pdb")
-    print(f"align: second reference {spec['pdb']}: {moved.rmsd:.2f} Å RMSD from the reference ({len(moved.matched)} atoms matched)")
+    print(
+        f"align: second reference {spec['pdb']}: {moved.rmsd:.2f} Å RMSD from the reference "
+        f"({len(moved.matched)} atoms matched)"
+    )
     return moved.displacement
 
 
@@ -94,8 +118,11 @@ def second_reference(spec: dict, atoms, vectors, displacement=None):
     if displacement is None or not len(displacement):
         return None, None
     offset, amps = second_reference_offset(np.asarray(displacement, dtype=np.float64), vectors)
-    print(f"align: second reference at amplitudes {np.round(amps, 2).tolist()}, {np.sqrt((offset**2).sum(1).mean()):.2f} Å RMSD "
-          "outside the fitted modes")
+    print(
+        f"align: second reference at amplitudes {np.round(amps, 2).tolist()}, "
+        f"{np.sqrt((offset**2).sum(1).mean()):.2f} Å RMSD "
+        "outside the fitted modes"
+    )
     return offset, amps
 
 
@@ -128,12 +155,28 @@ def main(args) -> None:
     res = aligner.align(images, defocus)
     rc = prm["recentre"]
     for p in range(rc["passes"]):
-        second, used, cc = recentred_displacement(res, atoms, modes.vectors, modes.select(prm["modes"]), second, images, defocus,
-                                                  star_optics(opt), fit_quality(res["cc"], prm["cc_threshold"])[1],
-                                                  fraction=rc["fraction"], resolution=rc["resolution"], steps=rc["steps"],
-                                                  phase_flipped=phase_flipped(opt), ctf=prm["ctf"])
-        print(f"align: re-centred on {used} far-end images: map fit cc {cc:.3f} with {len(modes.vectors)} modes, new second "
-              f"reference {np.sqrt((second**2).sum(1).mean()):.2f} Å RMSD from the reference; pass {p + 2} of {rc['passes'] + 1}")
+        second, used, cc = recentred_displacement(
+            res,
+            atoms,
+            modes.vectors,
+            modes.select(prm["modes"]),
+            second,
+            images,
+            defocus,
+            star_optics(opt),
+            fit_quality(res["cc"], prm["cc_threshold"])[1],
+            fraction=rc["fraction"],
+            resolution=rc["resolution"],
+            steps=rc["steps"],
+            phase_flipped=phase_flipped(opt),
+            ctf=prm["ctf"],
+        )
+        print(
+            f"align: re-centred on {used} far-end images: map fit cc {cc:.3f} with "
+            f"{len(modes.vectors)} modes, new second "
+            f"reference {np.sqrt((second**2).sum(1).mean()):.2f} Å RMSD from the reference; pass "
+            f"{p + 2} of {rc['passes'] + 1}"
+        )
         res = make_aligner(prm, atoms, modes, opt, second=second).align(images, defocus)
 
     out = particles.copy()
@@ -156,16 +199,27 @@ def main(args) -> None:
         R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
         table["angle_error"] = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
         px = float(opt["rlnImagePixelSize"])
-        table["shift_error_px"] = np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / px
+        table["shift_error_px"] = (
+            np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / px
+        )
         for c in cols:
             if c in truth.columns:
                 table[f"{c}_true"] = truth[c].to_numpy()
         true_amps = truth.reindex(columns=cols).to_numpy(dtype=np.float64)  # NaN for a mode the truth lacks
-        save_estimates_vs_truth(args.plot, table[cols].to_numpy(), true_amps, cols, table["angle_error"].to_numpy(),
-                                table["shift_error_px"].to_numpy(), title=title)
+        save_estimates_vs_truth(
+            args.plot,
+            table[cols].to_numpy(),
+            true_amps,
+            cols,
+            table["angle_error"].to_numpy(),
+            table["shift_error_px"].to_numpy(),
+            title=title,
+        )
         rs = [np.corrcoef(table[c], truth[c])[0, 1] if c in truth.columns else np.nan for c in cols]
-        print(f"align: median angular error {table['angle_error'].median():.2f}°, median shift error "
-              f"{table['shift_error_px'].median():.3f} px, amplitude r {np.round(rs, 3).tolist()}")
+        print(
+            f"align: median angular error {table['angle_error'].median():.2f}°, median shift error "
+            f"{table['shift_error_px'].median():.3f} px, amplitude r {np.round(rs, 3).tolist()}"
+        )
     else:
         save_amplitude_pairs(args.plot, table[cols].to_numpy(), cols, color=table["cc"].to_numpy(), title=title)
     write_star(args.out_star, out, optics)
@@ -185,7 +239,10 @@ def save_reference(path, displacement) -> None:
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, displacement=np.zeros((0, 3)) if displacement is None else np.asarray(displacement, dtype=np.float64))
+            np.savez(
+                fh,
+                displacement=np.zeros((0, 3)) if displacement is None else np.asarray(displacement, dtype=np.float64),
+            )
 
 
 def load_reference(path):

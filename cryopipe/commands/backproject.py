@@ -36,8 +36,11 @@ def main(args) -> None:
     if len(optics) > 1:
         raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
     opt = optics.iloc[0].to_dict()
-    missing = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
-               if c not in particles.columns]
+    missing = [
+        c
+        for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
+        if c not in particles.columns
+    ]
     if missing:
         raise CryopipeError(f"{args.star}: column '{missing[0]}' missing (poses are needed to backproject)")
     L, apix = int(opt["rlnImageSize"]), float(opt["rlnImagePixelSize"])
@@ -45,13 +48,26 @@ def main(args) -> None:
         # Too few images for a map (e.g. an empty polygon): write zeros so the group stays visible downstream.
         for path in (args.half1, args.half2, args.map):
             write_mrc(path, np.zeros((L, L, L), np.float32), apix)
-        print(f"backproject: {len(particles)} images < analysis.backproject.min_images ({prm['min_images']}); empty maps")
+        print(
+            f"backproject: {len(particles)} images < analysis.backproject.min_images ({prm['min_images']}); empty maps"
+        )
         return
     t0 = time.perf_counter()
     with tqdm(total=len(particles), desc="backproject", mininterval=2) as bar:
-        out = reconstruct_halves(particles, opt, args.star, pad=prm["pad"], wiener=prm["wiener"],
-                                 batch_size=prm["batch_size"], device=pick_device(prm["device"]), progress=bar)
+        out = reconstruct_halves(
+            particles,
+            opt,
+            args.star,
+            pad=prm["pad"],
+            wiener=prm["wiener"],
+            batch_size=prm["batch_size"],
+            device=pick_device(prm["device"]),
+            progress=bar,
+        )
     for key, path in (("half1", args.half1), ("half2", args.half2), ("full", args.map)):
         write_mrc(path, out[key].numpy().astype(np.float32), apix)
     dt = time.perf_counter() - t0
-    print(f"backproject: {len(particles)} images {L} px ({apix:.3g} Å/px) in {dt:.1f} s ({len(particles) / dt:.1f} images/s)")
+    print(
+        f"backproject: {len(particles)} images {L} px ({apix:.3g} Å/px) in {dt:.1f} s "
+        f"({len(particles) / dt:.1f} images/s)"
+    )

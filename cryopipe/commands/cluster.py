@@ -14,7 +14,9 @@ def params_from_config(cfg: dict) -> dict:
 def add_args(p) -> None:
     add_params_arg(p)
     p.add_argument("--space", required=True, help="analysis/<dataset>/space.csv from `reduce`")
-    p.add_argument("--raw-star", required=True, help="the original-size particles (simulate/ or import/ particles.star)")
+    p.add_argument(
+        "--raw-star", required=True, help="the original-size particles (simulate/ or import/ particles.star)"
+    )
     p.add_argument("--out", required=True, help="output table: particle, source, group, pc1, pc2")
     p.add_argument("--groups", required=True, nargs="+", help="output STAR per group (group0.star ...), in order")
     p.add_argument("--plot", required=True, help="output figure (.png)")
@@ -70,7 +72,9 @@ def main(args) -> None:
         table["pc2"] = 0.0
     raw, optics = read_star(args.raw_star)
     if table["particle"].max() >= len(raw):
-        raise CryopipeError(f"{args.raw_star}: has {len(raw)} particles, {args.space} refers to particle {table['particle'].max()}")
+        raise CryopipeError(
+            f"{args.raw_star}: has {len(raw)} particles, {args.space} refers to particle {table['particle'].max()}"
+        )
     raw["rlnImageName"] = rebase_image_names(raw["rlnImageName"], args.raw_star)
     xy = table[["umap1", "umap2"] if prm["space"] == "umap" else ["pc1", "pc2"]].to_numpy()
     try:
@@ -79,8 +83,11 @@ def main(args) -> None:
         raise CryopipeError(f"{args.space}: {e}") from None
     for g, path in enumerate(args.groups):
         write_star(path, group_star(raw, table[table["group"] == g]), optics)
-    cols = (["particle", "source", "group", "pc1", "pc2"] + (["umap1", "umap2"] if "umap1" in table.columns else [])
-            + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"])
+    cols = (
+        ["particle", "source", "group", "pc1", "pc2"]
+        + (["umap1", "umap2"] if "umap1" in table.columns else [])
+        + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    )
     with atomic_path(args.out) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")
     edges = None
@@ -88,6 +95,11 @@ def main(args) -> None:
         pc1 = table["pc1"].to_numpy()
         edges = prm["bins"] or np.quantile(pc1, np.linspace(0, 1, k + 1))[1:-1]
     counts = [int((table["group"] == g).sum()) for g in range(k)]
-    save_groups(args.plot, table, "umap" if prm["space"] == "umap" and prm["method"] != "pc1_bins" else "pca", edges,
-                title=f"{prm['method']}: {k} groups, images {counts}")
+    save_groups(
+        args.plot,
+        table,
+        "umap" if prm["space"] == "umap" and prm["method"] != "pc1_bins" else "pca",
+        edges,
+        title=f"{prm['method']}: {k} groups, images {counts}",
+    )
     print(f"cluster: {prm['method']} → {k} groups of {counts} images ({int((table['group'] < 0).sum())} in none)")

@@ -32,7 +32,10 @@ def target_amplitudes(prm: dict, atoms, mode_vectors):
     kind = prm["distribution"]
     spec = prm[kind]
     moved = target_displacement(atoms, spec["target"], spec["selection"], key=f"conformations.{kind}.target")
-    print(f"conformations: {spec['target']} is {moved.rmsd:.2f} Å RMSD from the reference over {len(moved.matched)} matched atoms")
+    print(
+        f"conformations: {spec['target']} is {moved.rmsd:.2f} Å RMSD from the reference over "
+        f"{len(moved.matched)} matched atoms"
+    )
     return project_displacement(moved.displacement, mode_vectors)
 
 
@@ -56,6 +59,11 @@ def main(args) -> None:
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     cols = amplitude_columns(prm["modes"])
-    save_amplitude_pairs(args.plot, table[cols].to_numpy(), cols, color=table["label"].to_numpy(),
-                         title=f"ground truth: {prm['distribution']}, {len(table)} particles")
+    save_amplitude_pairs(
+        args.plot,
+        table[cols].to_numpy(),
+        cols,
+        color=table["label"].to_numpy(),
+        title=f"ground truth: {prm['distribution']}, {len(table)} particles",
+    )
     print(f"conformations: {len(table)} particles, distribution {prm['distribution']}, modes {prm['modes']}")

@@ -38,8 +38,13 @@ def centroid_map(truth, particles, atoms, motion, names, size: int, pixel_size: 
 
     centroid = truth.loc[particles, names].to_numpy().mean(0)
     coords = deform(atoms.coords, motion, centroid)
-    vol = atoms_to_map(torch.as_tensor(coords), torch.as_tensor(atoms.weights), pixel_size=pixel_size, size=size,
-                       sigma=sigma_for_resolution(resolution))
+    vol = atoms_to_map(
+        torch.as_tensor(coords),
+        torch.as_tensor(atoms.weights),
+        pixel_size=pixel_size,
+        size=size,
+        sigma=sigma_for_resolution(resolution),
+    )
     return vol, dict(zip(names, np.round(centroid, 3)))
 
 
@@ -109,8 +114,9 @@ def main(args) -> None:
             row["resolution vs truth @0.143 (Å)"] = np.nan if empty else resolution_at(ft, L, apix, 0.143)
             row.update({f"true centroid {k}": v for k, v in centroid.items()})
         rows.append(row)
-        curves.append(pd.DataFrame({"group": g, "shell": np.arange(L // 2), "frequency": freq, "fsc_half": fh,
-                                    "fsc_truth": ft}))
+        curves.append(
+            pd.DataFrame({"group": g, "shell": np.arange(L // 2), "frequency": freq, "fsc_half": fh, "fsc_truth": ft})
+        )
         if not empty:
             plot_curves[f"group {g} half maps"] = (freq, fh)
             if truth is not None:
@@ -120,6 +126,8 @@ def main(args) -> None:
         pd.concat(curves, ignore_index=True).to_csv(tmp, index=False, float_format="%.5f")
     with atomic_path(args.resolutions) as tmp:
         table.to_csv(tmp, index=False, float_format="%.3f")
-    save_fsc(args.plot, plot_curves, title="FSC (soft spherical mask): half maps, and full map vs ground-truth centroid")
+    save_fsc(
+        args.plot, plot_curves, title="FSC (soft spherical mask): half maps, and full map vs ground-truth centroid"
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False))

@@ -22,11 +22,13 @@ def check_particles(particles, optics, star_path, allow_subset: bool = False) ->
     from cryopipe.io.mrc import open_stack
     from cryopipe.io.star import stack_index
 
-    for path, rows, idx in stack_index(particles, star_path):
+    for path, rows, _ in stack_index(particles, star_path):
         n = open_stack(path).shape[0]
         if not allow_subset and len(rows) != n:
-            raise CryopipeError(f"{star_path}: lists {len(rows)} images of {path}, but the stack holds {n} "
-                                "(set data.import.allow_subset to accept a subset)")
+            raise CryopipeError(
+                f"{star_path}: lists {len(rows)} images of {path}, but the stack holds {n} "
+                "(set data.import.allow_subset to accept a subset)"
+            )
     if "rlnDefocusU" not in particles.columns:
         raise CryopipeError(f"{star_path}: particle table lacks column rlnDefocusU")
 

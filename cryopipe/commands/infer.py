@@ -14,12 +14,18 @@ def params_from_config(cfg: dict) -> dict:
 def add_args(p) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="images to predict (preprocess/<dataset>/set2.star)")
-    p.add_argument("--models", required=True, nargs="+", help="trained checkpoints (model.pt), together covering every kind")
+    p.add_argument(
+        "--models", required=True, nargs="+", help="trained checkpoints (model.pt), together covering every kind"
+    )
     p.add_argument("--out-star", required=True, help="output STAR with the predicted angles and origins")
     p.add_argument("--amplitudes", required=True, help="output table of the predicted amplitudes")
-    p.add_argument("--test-from", help="preprocess/<dataset>/particles.star: also predict the small test subset of set 1")
+    p.add_argument(
+        "--test-from", help="preprocess/<dataset>/particles.star: also predict the small test subset of set 1"
+    )
     p.add_argument("--split", help="preprocess/<dataset>/split.csv (which images are the small test subset)")
-    p.add_argument("--test-star", help="output STAR of the small-test predictions (network vs alignment on unseen set-1 images)")
+    p.add_argument(
+        "--test-star", help="output STAR of the small-test predictions (network vs alignment on unseen set-1 images)"
+    )
     p.add_argument("--test-amplitudes", help="output table of the small-test amplitude predictions")
 
 
@@ -62,7 +68,9 @@ def main(args) -> None:
     if any(test_args) and not all(test_args):
         raise CryopipeError("--test-from, --split, --test-star and --test-amplitudes go together")
     particles, optics = read_star(args.star)
-    rate = predict_star(args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.amplitudes)
+    rate = predict_star(
+        args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.amplitudes
+    )
     print(f"infer: {len(particles)} images of set 2 at {rate:.1f} images/s")
     if args.test_from:
         allp, all_optics = read_star(args.test_from)
@@ -74,6 +82,14 @@ def main(args) -> None:
         test = allp[[i in test_ids for i in ids]]
         if len(test) == 0:
             raise CryopipeError(f"{args.split}: no image in the small test subset (preprocess.test_fraction)")
-        rate = predict_star(args.models, test, all_optics, args.test_from, prm["batch_size"], device, args.test_star,
-                            args.test_amplitudes)
+        rate = predict_star(
+            args.models,
+            test,
+            all_optics,
+            args.test_from,
+            prm["batch_size"],
+            device,
+            args.test_star,
+            args.test_amplitudes,
+        )
         print(f"infer: {len(test)} images of the small test subset of set 1 at {rate:.1f} images/s")

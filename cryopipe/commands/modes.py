@@ -27,8 +27,13 @@ def main(args) -> None:
 
     prm = resolve_params(args, params_from_config)
     sel = parse_structure(args.pdb, "all")
-    modes, model, ca = compute_modes(sel, prm["method"], prm["n_modes"], prm["cutoff"], prm["gamma"], prm["rtb_block_size"])
+    modes, model, ca = compute_modes(
+        sel, prm["method"], prm["n_modes"], prm["cutoff"], prm["gamma"], prm["rtb_block_size"]
+    )
     modes.save(args.out)
     with atomic_path(args.nmd) as tmp:
         prody.writeNMD(str(tmp), model, ca if prm["method"] == "anm" else sel)
-    print(f"modes: {prm['method']} {len(modes.numbers)} modes ({modes.numbers[0]}..{modes.numbers[-1]}) over {modes.vectors.shape[1]} atoms")
+    print(
+        f"modes: {prm['method']} {len(modes.numbers)} modes ({modes.numbers[0]}..{modes.numbers[-1]}) "
+        f"over {modes.vectors.shape[1]} atoms"
+    )

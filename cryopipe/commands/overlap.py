@@ -37,17 +37,28 @@ def main(args) -> None:
     rows = []
     for k in range(1, len(order) + 1):
         chosen = modes.vectors[order[:k]]
-        rest = moved.displacement - deform(np.zeros_like(moved.displacement), chosen, project_displacement(moved.displacement, chosen))
-        rows.append({"mode": int(modes.numbers[order[k - 1]]), "overlap": ov[order[k - 1]],
-                     "cumulative overlap": float(np.sqrt((ov[order[:k]] ** 2).sum())),
-                     "residual RMSD (Å)": float(np.sqrt((rest**2).sum(1).mean()))})
+        rest = moved.displacement - deform(
+            np.zeros_like(moved.displacement), chosen, project_displacement(moved.displacement, chosen)
+        )
+        rows.append(
+            {
+                "mode": int(modes.numbers[order[k - 1]]),
+                "overlap": ov[order[k - 1]],
+                "cumulative overlap": float(np.sqrt((ov[order[:k]] ** 2).sum())),
+                "residual RMSD (Å)": float(np.sqrt((rest**2).sum(1).mean())),
+            }
+        )
     table = pd.DataFrame(rows)
     reach = np.nonzero(table["cumulative overlap"].to_numpy() >= args.min_overlap)[0]
     k = int(reach[0]) + 1 if len(reach) else len(table)
-    print(f"overlap: {args.target} is {moved.rmsd:.2f} Å RMSD from the reference over {len(moved.matched)} matched atoms")
+    print(
+        f"overlap: {args.target} is {moved.rmsd:.2f} Å RMSD from the reference over {len(moved.matched)} matched atoms"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"overlap: modes {sorted(table['mode'][:k].tolist())} reach a cumulative overlap of "
-          f"{table['cumulative overlap'][k - 1]:.3f} (residual {table['residual RMSD (Å)'][k - 1]:.2f} Å RMSD)")
+    print(
+        f"overlap: modes {sorted(table['mode'][:k].tolist())} reach a cumulative overlap of "
+        f"{table['cumulative overlap'][k - 1]:.3f} (residual {table['residual RMSD (Å)'][k - 1]:.2f} Å RMSD)"
+    )
     if args.out:
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4f")

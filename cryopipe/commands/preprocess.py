@@ -8,7 +8,12 @@ OUTPUTS = ["out_star", "out_mrcs", "split", "set1", "set2", "preview"]
 
 
 def params_from_config(cfg: dict) -> dict:
-    p = {**cfg["preprocess"], "seed": cfg["seed"], "allow_subset": cfg["data"]["import"]["allow_subset"], "device": cfg["device"]}
+    p = {
+        **cfg["preprocess"],
+        "seed": cfg["seed"],
+        "allow_subset": cfg["data"]["import"]["allow_subset"],
+        "device": cfg["device"],
+    }
     # Images simulated without a CTF have nothing to flip.
     p["phase_flip"] = p["phase_flip"] and (cfg["simulate"]["ctf"] or cfg["data"]["source"] == "import")
     return p
@@ -56,9 +61,18 @@ def main(args) -> None:
             raw = load_images(particles, args.star, rows)
             bad = np.nonzero(~np.isfinite(raw).all(axis=(1, 2)))[0]
             if len(bad):
-                raise CryopipeError(f"{args.star}: particle {rows[bad[0]]} ({particles['rlnImageName'].iloc[rows[bad[0]]]}) has NaN/Inf pixels")
-            imgs = preprocess_batch(torch.as_tensor(raw, dtype=torch.float64, device=device), particles.iloc[rows], opt, size=size,
-                                    do_phase_flip=prm["phase_flip"], background_radius=prm["background_radius"])
+                raise CryopipeError(
+                    f"{args.star}: particle {rows[bad[0]]} "
+                    f"({particles['rlnImageName'].iloc[rows[bad[0]]]}) has NaN/Inf pixels"
+                )
+            imgs = preprocess_batch(
+                torch.as_tensor(raw, dtype=torch.float64, device=device),
+                particles.iloc[rows],
+                opt,
+                size=size,
+                do_phase_flip=prm["phase_flip"],
+                background_radius=prm["background_radius"],
+            )
             out.write(lo, imgs.cpu().numpy().astype(np.float32))
             if lo == 0:
                 preview = imgs[:16].cpu().numpy()

@@ -9,8 +9,13 @@ OUTPUTS = ["out", "pca", "plot"]
 
 def params_from_config(cfg: dict) -> dict:
     a = cfg["analysis"]
-    return {"pool_alignment": a["pool_alignment"], "umap": a["umap"], "umap_neighbors": a["umap_neighbors"],
-            "umap_min_dist": a["umap_min_dist"], "seed": cfg["seed"]}
+    return {
+        "pool_alignment": a["pool_alignment"],
+        "umap": a["umap"],
+        "umap_neighbors": a["umap_neighbors"],
+        "umap_min_dist": a["umap_min_dist"],
+        "seed": cfg["seed"],
+    }
 
 
 def add_args(p) -> None:
@@ -31,8 +36,8 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
 
     from cryopipe.analysis.errors import EULER, ORIGIN
     from cryopipe.errors import CryopipeError
-    from cryopipe.structure.conformations import mode_columns
     from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.structure.conformations import mode_columns
 
     def load(star, amps, source):
         particles, _ = read_star(star)
@@ -43,8 +48,9 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
         particles["particle"] = [split_image_name(n)[0] for n in particles["rlnImageName"]]
         if "kept" in table.columns:
             table = table[table["kept"].astype(bool)]
-        merged = particles[["particle"] + EULER + ORIGIN].merge(table[["particle"] + names], on="particle",
-                                                                validate="one_to_one")
+        merged = particles[["particle"] + EULER + ORIGIN].merge(
+            table[["particle"] + names], on="particle", validate="one_to_one"
+        )
         merged.insert(1, "source", source)
         return merged, names
 
@@ -91,7 +97,12 @@ def main(args) -> None:
         table.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(args.pca) as tmp:
         tmp.write_text(json.dumps({"modes": names, **pca.to_dict()}, indent=1))
-    save_space(args.plot, table, color, pca.explained,
-               title=f"{len(table)} images ({', '.join(f'{s}: {n}' for s, n in table['source'].value_counts().items())})")
+    save_space(
+        args.plot,
+        table,
+        color,
+        pca.explained,
+        title=f"{len(table)} images ({', '.join(f'{s}: {n}' for s, n in table['source'].value_counts().items())})",
+    )
     ev = ", ".join(f"PC{k + 1} {100 * e:.0f}%" for k, e in enumerate(pca.explained))
     print(f"reduce: {len(table)} images, modes {names}; explained variance {ev}")

@@ -21,17 +21,22 @@ def add_args(p) -> None:
 def main(args) -> None:
     import torch
 
+    from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.mrc import write_mrc
     from cryopipe.io.structure import atoms_from_selection, parse_structure
-    from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution
 
     prm = resolve_params(args, params_from_config)
     sel = parse_structure(prm["pdb"], prm["selection"])
     atoms = atoms_from_selection(sel)
     sel.setCoords(atoms.coords)
-    vol = atoms_to_map(torch.as_tensor(atoms.coords), torch.as_tensor(atoms.weights), pixel_size=prm["pixel_size"],
-                       size=prm["box"], sigma=sigma_for_resolution(prm["resolution"]))
+    vol = atoms_to_map(
+        torch.as_tensor(atoms.coords),
+        torch.as_tensor(atoms.weights),
+        pixel_size=prm["pixel_size"],
+        size=prm["box"],
+        sigma=sigma_for_resolution(prm["resolution"]),
+    )
     import prody
 
     atoms.save(args.atoms)
@@ -39,4 +44,7 @@ def main(args) -> None:
         prody.writePDB(str(tmp), sel)
     write_mrc(args.map, vol.numpy(), prm["pixel_size"])
     extent = float(abs(atoms.coords).max())
-    print(f"reference: {len(atoms.coords)} atoms, max |coordinate| {extent:.1f} Å, map {prm['box']}³ at {prm['pixel_size']} Å")
+    print(
+        f"reference: {len(atoms.coords)} atoms, max |coordinate| {extent:.1f} Å, map {prm['box']}³ at "
+        f"{prm['pixel_size']} Å"
+    )

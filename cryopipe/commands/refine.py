@@ -27,16 +27,24 @@ def params_from_config(cfg: dict) -> dict:
 
 def add_args(p) -> None:
     add_params_arg(p)
-    p.add_argument("--star", required=True, help="the network's predictions for image set 2 (infer/<dataset>/particles.star)")
+    p.add_argument(
+        "--star", required=True, help="the network's predictions for image set 2 (infer/<dataset>/particles.star)"
+    )
     p.add_argument("--amplitudes", required=True, help="the network's amplitudes (infer/<dataset>/amplitudes.csv)")
     p.add_argument("--atoms", required=True)
     p.add_argument("--modes", required=True)
-    p.add_argument("--reference", help="align/<dataset>/second_reference.npz: the second reference the alignment used "
-                                       "(default: align.second_reference.pdb, if set)")
+    p.add_argument(
+        "--reference",
+        help="align/<dataset>/second_reference.npz: the second reference the alignment used "
+        "(default: align.second_reference.pdb, if set)",
+    )
     p.add_argument("--truth", help="ground truth (simulated data): errors before and after, in the plot and the log")
     p.add_argument("--out-star", required=True, help="output STAR with the refined angles and origins")
-    p.add_argument("--out-amplitudes", required=True,
-                   help="output table: particle, amplitudes, cc, angle change, whether the network's prediction won")
+    p.add_argument(
+        "--out-amplitudes",
+        required=True,
+        help="output table: particle, amplitudes, cc, angle change, whether the network's prediction won",
+    )
     p.add_argument("--plot", required=True, help="output figure (.png)")
 
 
@@ -70,15 +78,21 @@ def main(args) -> None:
     if absent:
         raise CryopipeError(f"{args.amplitudes}: no row for particle {absent[0]} of {args.star}")
     a_net = amps.loc[ids, cols].to_numpy(dtype=np.float64)
-    R_net = euler_to_matrix(torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64)))
+    R_net = euler_to_matrix(
+        torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64))
+    )
     o_net = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)
 
     second = load_reference(args.reference) if args.reference else None
     aligner = make_aligner(prm, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
     images = load_images(particles, args.star)
-    res = aligner.align(images, particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(),
-                        start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
-                        search=prm["search"] == "global", elastic=prm["mode"] == "elastic")
+    res = aligner.align(
+        images,
+        particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(),
+        start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
+        search=prm["search"] == "global",
+        elastic=prm["mode"] == "elastic",
+    )
 
     out = particles.copy()
     out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T
@@ -95,14 +109,20 @@ def main(args) -> None:
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[ids]
         R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
-        errors = {"network": angular_distance(R_net, R_true).numpy(),
-                  "refined": angular_distance(torch.tensor(res["rotations"]), R_true).numpy()}
-        print(f"refine: median angular error vs truth {np.median(errors['network']):.2f}° (network) → "
-              f"{np.median(errors['refined']):.2f}° (refined)")
+        errors = {
+            "network": angular_distance(R_net, R_true).numpy(),
+            "refined": angular_distance(torch.tensor(res["rotations"]), R_true).numpy(),
+        }
+        print(
+            f"refine: median angular error vs truth {np.median(errors['network']):.2f}° (network) → "
+            f"{np.median(errors['refined']):.2f}° (refined)"
+        )
     title = f"{len(table)} images of set 2, {prm['mode']} refinement, {prm['search']} search"
     save_refinement(args.plot, table["angle_change"].to_numpy(), table["cc"].to_numpy(), errors, title=title)
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(f"refine: {title}; median pose change {table['angle_change'].median():.1f}°, mean cc {table['cc'].mean():.3f}, "
-          f"the network's prediction was the best start for {table['network_start_won'].mean():.0%} of the images")
+    print(
+        f"refine: {title}; median pose change {table['angle_change'].median():.1f}°, mean cc {table['cc'].mean():.3f}, "
+        f"the network's prediction was the best start for {table['network_start_won'].mean():.0%} of the images"
+    )

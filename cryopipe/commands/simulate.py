@@ -27,13 +27,23 @@ def params_from_config(cfg: dict) -> dict:
     s = {k: v for k, v in cfg["simulate"].items() if k != "grid"}  # grid values come from the dataset name
     if s["density"] != "scattering":
         s.pop("atom_b_factor")
-    return {**s, "seed": cfg["seed"], "resolution": cfg["reference"]["resolution"], **motion_params(cfg), "device": cfg["device"]}
+    return {
+        **s,
+        "seed": cfg["seed"],
+        "resolution": cfg["reference"]["resolution"],
+        **motion_params(cfg),
+        "device": cfg["device"],
+    }
 
 
 def motion_params(cfg: dict) -> dict:
     """What moves the simulated atoms (`truth_motion`): the modes, or the morph between two structures."""
     c = cfg["conformations"]
-    return {"distribution": c["distribution"], "modes": c["modes"], **({"morph": c["morph"]} if c["distribution"] == "morph" else {})}
+    return {
+        "distribution": c["distribution"],
+        "modes": c["modes"],
+        **({"morph": c["morph"]} if c["distribution"] == "morph" else {}),
+    }
 
 
 def add_args(p) -> None:
@@ -79,17 +89,36 @@ def main(args) -> None:
     du, dv, ang = draw_defocus(n, defocus, prm["astigmatism"], prm["seed"], args.dataset)
     truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
     truth["snr"] = snr
-    optics = Optics(prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"],
-                    prm["b_factor"], prm["phase_shift"])
+    optics = Optics(
+        prm["pixel_size"],
+        prm["box"],
+        prm["voltage"],
+        prm["spherical_aberration"],
+        prm["amplitude_contrast"],
+        prm["b_factor"],
+        prm["phase_shift"],
+    )
     bfactors = None
     if prm["density"] == "scattering":
         bfactors = atoms.bfactors if prm["atom_b_factor"] is None else np.full(len(atoms.coords), prm["atom_b_factor"])
         if bfactors is None:
-            raise CryopipeError(f"{args.atoms}: no B-factors (made by an older version); rerun `reference` or set "
-                                "simulate.atom_b_factor")
-    sim = Simulator(atoms.coords, atoms.weights, motion, optics, sigma=sigma_for_resolution(prm["resolution"]),
-                    ctf=prm["ctf"], pad_factor=prm["pad_factor"], device=pick_device(prm["device"]), density=prm["density"],
-                    elements=element_symbols(atoms.elements, atoms.names), bfactors=bfactors)
+            raise CryopipeError(
+                f"{args.atoms}: no B-factors (made by an older version); rerun `reference` or set "
+                "simulate.atom_b_factor"
+            )
+    sim = Simulator(
+        atoms.coords,
+        atoms.weights,
+        motion,
+        optics,
+        sigma=sigma_for_resolution(prm["resolution"]),
+        ctf=prm["ctf"],
+        pad_factor=prm["pad_factor"],
+        device=pick_device(prm["device"]),
+        density=prm["density"],
+        elements=element_symbols(atoms.elements, atoms.names),
+        bfactors=bfactors,
+    )
     bs = prm["batch_size"]
     batches = [(i, truth.iloc[i : i + bs]) for i in range(0, n, bs)]
     with StackWriter(args.mrcs, n, prm["box"], prm["pixel_size"]) as out:
@@ -103,18 +132,39 @@ def main(args) -> None:
         noise_var = noise_variance_for_snr(var, snr)
         # Pass 2: add the noise in place.
         for i, b in tqdm(batches, desc=f"{args.dataset} noise", mininterval=2):
-            noisy = out.read(i, len(b)) + sim.noise(b, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset).cpu().numpy()
+            noisy = (
+                out.read(i, len(b))
+                + sim.noise(b, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset).cpu().numpy()
+            )
             out.write(i, noisy)
             if i == 0:
                 preview = noisy[:16]
-    particles = truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
-                       "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].copy()
+    particles = truth[
+        [
+            "rlnAngleRot",
+            "rlnAngleTilt",
+            "rlnAnglePsi",
+            "rlnOriginXAngst",
+            "rlnOriginYAngst",
+            "rlnDefocusU",
+            "rlnDefocusV",
+            "rlnDefocusAngle",
+        ]
+    ].copy()
     particles.insert(0, "rlnImageName", image_names(args.mrcs, n))
     particles["rlnOpticsGroup"] = 1
-    write_star(args.star, particles, make_optics(prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"],
-                                                 prm["amplitude_contrast"]))
+    write_star(
+        args.star,
+        particles,
+        make_optics(
+            prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"]
+        ),
+    )
     truth["noise_variance"] = noise_var
     with atomic_path(args.truth) as tmp:
         truth.to_csv(tmp, index=False, float_format="%.6f")
     save_montage(args.preview, preview, f"{args.dataset}: first {len(preview)} of {n} particles")
-    print(f"simulate: {args.dataset}: {n} images {prm['box']}² px, mean signal var {var.mean():.4g}, noise var {noise_var:.4g}")
+    print(
+        f"simulate: {args.dataset}: {n} images {prm['box']}² px, mean signal var {var.mean():.4g}, "
+        f"noise var {noise_var:.4g}"
+    )

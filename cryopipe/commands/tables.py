@@ -34,7 +34,9 @@ def add_args(p) -> None:
     p.add_argument("--parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
     p.add_argument("--groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
     p.add_argument("--summary", required=True, help="output summary across the grid (.csv; .md beside)")
-    p.add_argument("--path", required=True, help="output errors per tenth of a morph path (.csv; .md beside; no rows otherwise)")
+    p.add_argument(
+        "--path", required=True, help="output errors per tenth of a morph path (.csv; .md beside; no rows otherwise)"
+    )
     p.add_argument("--plot", required=True, help="output summary figure (.png)")
 
 
@@ -56,7 +58,7 @@ def constant_estimates(align, names: list[str], index):
     return pd.DataFrame({k: np.full(len(index), v) for k, v in row.items()}, index=index)
 
 
-def indexed(star, amps, kept_only: bool = False) -> tuple["pd.DataFrame", list[str], float]:
+def indexed(star, amps, kept_only: bool = False) -> tuple[pd.DataFrame, list[str], float]:
     """(a stage's STAR particles indexed by particle and joined with its amplitude columns, those columns,
     the pixel size); kept_only: the images the outlier filter kept."""
     import pandas as pd
@@ -86,7 +88,9 @@ def dataset_errors(root, ds: str, refined: bool = False) -> tuple[list[dict], di
 
     R = Path(root)
 
-    align, names, apix = indexed(R / "align" / ds / "particles.star", R / "align" / ds / "amplitudes.csv", kept_only=True)
+    align, names, apix = indexed(
+        R / "align" / ds / "particles.star", R / "align" / ds / "amplitudes.csv", kept_only=True
+    )
     net2, _, _ = indexed(R / "infer" / ds / "particles.star", R / "infer" / ds / "amplitudes.csv")
     test, _, _ = indexed(R / "infer" / ds / "test.star", R / "infer" / ds / "test_amplitudes.csv")
     test = test.loc[test.index.intersection(align.index)]
@@ -156,8 +160,9 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     space_path = R / "analysis" / ds / "space.csv"
     if space_path.exists():
         space = pd.read_csv(space_path)
-        summary["path: PC1 separates the ends (%)"] = 100 * end_separation(space["pc1"].to_numpy(),
-                                                                          truth.loc[space["particle"], MORPH_COLUMN].to_numpy())
+        summary["path: PC1 separates the ends (%)"] = 100 * end_separation(
+            space["pc1"].to_numpy(), truth.loc[space["particle"], MORPH_COLUMN].to_numpy()
+        )
     return tables, summary
 
 
@@ -184,11 +189,18 @@ def main(args) -> None:
         groups = pd.read_csv(res_path)
         groups.insert(0, "dataset", ds)
         group_tables.append(groups)
-        s = {"dataset": ds, "SNR": grid["snr"], "defocus (µm)": "–".join(map(str, grid["defocus"])) if grid["defocus"] else ""}
-        for (comp, subset), key in ((("alignment vs truth", "set 1 (kept)"), "alignment"), (("network vs truth", "set 2"), "network"),
-                                    (("constant prediction vs truth", "set 2"), "constant prediction"),
-                                    (("network vs alignment", "small test"), "network vs alignment"),
-                                    (("network + refinement vs truth", "set 2"), "refined")):
+        s = {
+            "dataset": ds,
+            "SNR": grid["snr"],
+            "defocus (µm)": "–".join(map(str, grid["defocus"])) if grid["defocus"] else "",
+        }
+        for (comp, subset), key in (
+            (("alignment vs truth", "set 1 (kept)"), "alignment"),
+            (("network vs truth", "set 2"), "network"),
+            (("constant prediction vs truth", "set 2"), "constant prediction"),
+            (("network vs alignment", "small test"), "network vs alignment"),
+            (("network + refinement vs truth", "set 2"), "refined"),
+        ):
             if (comp, subset) in runs:
                 e = runs[(comp, subset)]
                 s[f"{key}: angle (°)"] = float(np.mean(e["angle (°)"]))
@@ -208,9 +220,12 @@ def main(args) -> None:
         if "resolution vs truth @0.5 (Å)" in groups.columns:
             s["best resolution vs truth @0.5 (Å)"] = float(groups["resolution vs truth @0.5 (Å)"].min())
         summary.append(s)
-    tables = {args.parameters: pd.DataFrame(param_rows), args.groups: pd.concat(group_tables, ignore_index=True),
-              args.summary: pd.DataFrame(summary),
-              args.path: pd.concat(path_tables, ignore_index=True) if path_tables else pd.DataFrame(columns=["dataset"])}
+    tables = {
+        args.parameters: pd.DataFrame(param_rows),
+        args.groups: pd.concat(group_tables, ignore_index=True),
+        args.summary: pd.DataFrame(summary),
+        args.path: pd.concat(path_tables, ignore_index=True) if path_tables else pd.DataFrame(columns=["dataset"]),
+    }
     for path, df in tables.items():
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.4f")

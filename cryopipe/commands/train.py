@@ -10,7 +10,12 @@ KIND_CHOICES = ("amplitudes", "orientation", "shifts", "combined")
 
 def params_from_config(cfg: dict) -> dict:
     t = dict(cfg["train"])
-    return {**t, "seed": cfg["seed"], "device": cfg["device"], "modes": cfg["align"]["modes"] or cfg["conformations"]["modes"]}
+    return {
+        **t,
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+        "modes": cfg["align"]["modes"] or cfg["conformations"]["modes"],
+    }
 
 
 def add_args(p) -> None:
@@ -81,15 +86,35 @@ def main(args) -> None:
     torch.manual_seed(prm["seed"])
     size = int(optics["rlnImageSize"].iloc[0])
     model = Regressor(kinds, len(cols), depth=prm["depth"], dropout=prm["dropout"], image_size=size)
-    meta = {"kinds": list(kinds), "n_modes": len(cols), "modes": cols, "depth": prm["depth"], "dropout": prm["dropout"],
-            "standardiser": std.state(), "image_size": size, "targets": prm["targets"]}
-    st = TrainSettings(epochs=prm["epochs"], batch_size=prm["batch_size"], lr=prm["lr"], lr_step=prm["lr_step"],
-                       weight_decay=prm["weight_decay"], patience=prm["patience"], seed=prm["seed"],
-                       device=pick_device(prm["device"]), amp=prm["amp"], channels_last=prm["channels_last"],
-                       num_workers=prm["num_workers"], augment_inplane=prm["augment_inplane"])
+    meta = {
+        "kinds": list(kinds),
+        "n_modes": len(cols),
+        "modes": cols,
+        "depth": prm["depth"],
+        "dropout": prm["dropout"],
+        "standardiser": std.state(),
+        "image_size": size,
+        "targets": prm["targets"],
+    }
+    st = TrainSettings(
+        epochs=prm["epochs"],
+        batch_size=prm["batch_size"],
+        lr=prm["lr"],
+        lr_step=prm["lr_step"],
+        weight_decay=prm["weight_decay"],
+        patience=prm["patience"],
+        seed=prm["seed"],
+        device=pick_device(prm["device"]),
+        amp=prm["amp"],
+        channels_last=prm["channels_last"],
+        num_workers=prm["num_workers"],
+        augment_inplane=prm["augment_inplane"],
+    )
     out_dir = Path(args.model).parent
-    print(f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "
-          f"targets from {prm['targets']}, device {st.device}")
+    print(
+        f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "
+        f"targets from {prm['targets']}, device {st.device}"
+    )
     # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).
     history = fit(model, dataset(train), dataset(val), st, out_dir, meta=meta, resume=True, stop_after=args.stop_after)
     if Path(args.model).resolve() != (out_dir / "best.pt").resolve():
@@ -101,12 +126,15 @@ def main(args) -> None:
     best = history["val_loss"].min()
     # absent from the history of a checkpoint written by an older version
     constant = float(history["constant_val_loss"].iloc[-1]) if "constant_val_loss" in history else float("nan")
-    print(f"train: {len(history)} epochs, best validation loss {best:.4f}"
-          + (f" (constant prediction {constant:.4f})" if constant == constant else "")
-          + f", {history['train_images_per_s'].median():.1f} training images/s")
+    print(
+        f"train: {len(history)} epochs, best validation loss {best:.4f}"
+        + (f" (constant prediction {constant:.4f})" if constant == constant else "")
+        + f", {history['train_images_per_s'].median():.1f} training images/s"
+    )
     if best > 0.9 * constant:
         # Say it where people look: the predictions of such a network are close to one value for every image.
-        print(f"warning: {args.kind} network: the best validation loss is within 10% of a constant prediction's; "
-              "it has learnt little from the images. Train on more images or for more epochs (README: "
-              "'How much data the network needs'), or re-fit set 2 after it (refine.mode).")
-
+        print(
+            f"warning: {args.kind} network: the best validation loss is within 10% of a constant prediction's; "
+            "it has learnt little from the images. Train on more images or for more epochs (README: "
+            "'How much data the network needs'), or re-fit set 2 after it (refine.mode)."
+        )

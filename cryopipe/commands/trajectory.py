@@ -58,8 +58,9 @@ def main(args) -> None:
     coords = sel.getCoords().astype(np.float64)
     for comp, path in zip(prm["components"], args.out):
         if comp > len(pca.variance):
-            raise CryopipeError(f"config key 'analysis.trajectory.components': PC{comp} does not exist "
-                                f"({len(pca.variance)} modes)")
+            raise CryopipeError(
+                f"config key 'analysis.trajectory.components': PC{comp} does not exist ({len(pca.variance)} modes)"
+            )
         amps, t = frames_along(pca, comp, prm["frames"], prm["extent"])
         traj = sel.copy()
         traj.setCoords(deform(coords, vectors, amps))  # (frames, N, 3): one coordinate set per frame

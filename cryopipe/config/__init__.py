@@ -62,13 +62,17 @@ def _check_consistency(cfg: dict, source: str) -> None:
     """Rules between keys that a JSON schema cannot say simply."""
     cl = cfg["analysis"]["cluster"]
     if cl["method"] == "polygons" and not cl["polygons"]:
-        raise CryopipeError(f"{source}: config key 'analysis.cluster.polygons': method 'polygons' needs at least one polygon")
+        raise CryopipeError(
+            f"{source}: config key 'analysis.cluster.polygons': method 'polygons' needs at least one polygon"
+        )
     if cl["space"] == "umap" and not cfg["analysis"]["umap"] and cl["method"] in ("kmeans", "gmm", "dense", "polygons"):
         raise CryopipeError(f"{source}: config key 'analysis.cluster.space': 'umap' needs analysis.umap: true")
     al = cfg["align"]
     if al["recentre"]["passes"] and al["second_reference"]["pdb"]:
-        raise CryopipeError(f"{source}: config key 'align.recentre.passes': re-centring makes a second reference from the data; "
-                            "it cannot be combined with align.second_reference.pdb")
+        raise CryopipeError(
+            f"{source}: config key 'align.recentre.passes': re-centring makes a second reference from the data; "
+            "it cannot be combined with align.second_reference.pdb"
+        )
     if cl["bins"] is not None and sorted(cl["bins"]) != list(cl["bins"]):
         raise CryopipeError(f"{source}: config key 'analysis.cluster.bins': edges must increase")
 

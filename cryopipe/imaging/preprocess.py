@@ -17,10 +17,16 @@ from cryopipe.imaging.fourier import fourier_crop, radial_mask
 
 
 def phase_flip(images: torch.Tensor, particles: pd.DataFrame, optics: dict) -> torch.Tensor:
-    ctf = ctf_2d(particles["rlnDefocusU"].to_numpy(), particles["rlnDefocusV"].to_numpy(),
-                 particles["rlnDefocusAngle"].to_numpy(), voltage=optics["rlnVoltage"],
-                 spherical_aberration=optics["rlnSphericalAberration"], amplitude_contrast=optics["rlnAmplitudeContrast"],
-                 pixel_size=optics["rlnImagePixelSize"], shape=tuple(images.shape[-2:]))
+    ctf = ctf_2d(
+        particles["rlnDefocusU"].to_numpy(),
+        particles["rlnDefocusV"].to_numpy(),
+        particles["rlnDefocusAngle"].to_numpy(),
+        voltage=optics["rlnVoltage"],
+        spherical_aberration=optics["rlnSphericalAberration"],
+        amplitude_contrast=optics["rlnAmplitudeContrast"],
+        pixel_size=optics["rlnImagePixelSize"],
+        shape=tuple(images.shape[-2:]),
+    )
     sign = torch.sign(ctf).to(images.device)
     sign[sign == 0] = 1
     return torch.fft.irfft2(torch.fft.rfft2(images) * sign, s=images.shape[-2:])
@@ -36,15 +42,24 @@ def normalise(images: torch.Tensor, background_radius: float) -> torch.Tensor:
     return (images - mean) / std
 
 
-def preprocess_batch(images: torch.Tensor, particles: pd.DataFrame, optics: dict, *, size: int, do_phase_flip: bool,
-                     background_radius: float) -> torch.Tensor:
+def preprocess_batch(
+    images: torch.Tensor,
+    particles: pd.DataFrame,
+    optics: dict,
+    *,
+    size: int,
+    do_phase_flip: bool,
+    background_radius: float,
+) -> torch.Tensor:
     if do_phase_flip:
         images = phase_flip(images, particles, optics)
     images = fourier_crop(images, size)
     return normalise(images, background_radius)
 
 
-def split_sets(n: int, seed: int, set1_fraction: float, validation_fraction: float, test_fraction: float) -> pd.DataFrame:
+def split_sets(
+    n: int, seed: int, set1_fraction: float, validation_fraction: float, test_fraction: float
+) -> pd.DataFrame:
     """Random split: image set 1 (train / validation / small test) and image set 2 (large test).
 
     validation and test fractions are fractions of set 1 (DeepHEMNMA: 20k set 1 of which 2k

@@ -53,7 +53,9 @@ def draw_defocus(n: int, defocus_range_um: tuple[float, float], astigmatism: flo
 
 
 def particle_noise(seed: int, name: str, index: int, shape: tuple[int, int]) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([dataset_seed(seed, name), 3, index]).generate_state(1)[0]))
+    g = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([dataset_seed(seed, name), 3, index]).generate_state(1)[0])
+    )
     return torch.randn(shape, generator=g, dtype=torch.float32)
 
 
@@ -66,9 +68,21 @@ class Simulator:
     model); "scattering": electron form factors blurred by `bfactors` (`cryopipe.imaging.density`).
     """
 
-    def __init__(self, coords: np.ndarray, weights: np.ndarray, modes: np.ndarray, optics: Optics, *, sigma: float,
-                 ctf: bool = True, pad_factor: float = 2.0, device: str = "cpu", density: str = "gaussian",
-                 elements=None, bfactors=None):
+    def __init__(
+        self,
+        coords: np.ndarray,
+        weights: np.ndarray,
+        modes: np.ndarray,
+        optics: Optics,
+        *,
+        sigma: float,
+        ctf: bool = True,
+        pad_factor: float = 2.0,
+        device: str = "cpu",
+        density: str = "gaussian",
+        elements=None,
+        bfactors=None,
+    ):
         self.device = torch.device(device)
         if density == "scattering":
             from cryopipe.imaging.density import scattering_gaussians
@@ -102,18 +116,27 @@ class Simulator:
         xyz = (xyz @ A.transpose(-1, -2)).float()
         origins = self._tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()).float()
         eye = torch.eye(3, device=self.device).expand(len(batch), 3, 3)
-        return project_atoms(xyz, self.weights, eye, origins, pixel_size=self.optics.pixel_size, size=self.optics.size,
-                             sigma=self.sigma)
+        return project_atoms(
+            xyz, self.weights, eye, origins, pixel_size=self.optics.pixel_size, size=self.optics.size, sigma=self.sigma
+        )
 
     def ctf_images(self, batch: pd.DataFrame) -> torch.Tensor | None:
         """CTFs (B, P, P//2+1) on the padded grid, or None when the CTF is off."""
         if not self.ctf:
             return None
         o = self.optics
-        return ctf_2d(self._tensor(batch["rlnDefocusU"].to_numpy()), batch["rlnDefocusV"].to_numpy(),
-                      batch["rlnDefocusAngle"].to_numpy(), voltage=o.voltage, spherical_aberration=o.spherical_aberration,
-                      amplitude_contrast=o.amplitude_contrast, pixel_size=o.pixel_size, shape=(self.padded, self.padded),
-                      b_factor=o.b_factor, phase_shift=o.phase_shift)
+        return ctf_2d(
+            self._tensor(batch["rlnDefocusU"].to_numpy()),
+            batch["rlnDefocusV"].to_numpy(),
+            batch["rlnDefocusAngle"].to_numpy(),
+            voltage=o.voltage,
+            spherical_aberration=o.spherical_aberration,
+            amplitude_contrast=o.amplitude_contrast,
+            pixel_size=o.pixel_size,
+            shape=(self.padded, self.padded),
+            b_factor=o.b_factor,
+            phase_shift=o.phase_shift,
+        )
 
     def _ctf_filter_crop(self, padded_images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tensor:
         if ctf is not None:
@@ -135,7 +158,9 @@ class Simulator:
         mean = (signal * mask).sum((-2, -1)) / n
         return (((signal - mean[:, None, None]) ** 2 * mask).sum((-2, -1)) / (n - 1)).double().cpu().numpy()
 
-    def noise(self, batch: pd.DataFrame, noise_var: float, before_fraction: float, seed: int, name: str) -> torch.Tensor:
+    def noise(
+        self, batch: pd.DataFrame, noise_var: float, before_fraction: float, seed: int, name: str
+    ) -> torch.Tensor:
         """Noise images (B, L, L) of total variance `noise_var`, `before_fraction` of it CTF-filtered."""
         P, L = self.padded, self.optics.size
         white = torch.stack([particle_noise(seed, name, int(i), (2, P, P)) for i in batch["particle"]]).to(self.device)

@@ -76,7 +76,7 @@ class StackWriter:
     def read(self, start: int, count: int) -> np.ndarray:
         return np.array(self._mrc.data[start : start + count])
 
-    def __enter__(self) -> "StackWriter":
+    def __enter__(self) -> StackWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -19,11 +19,23 @@ from cryopipe.io.atomic import atomic_path
 REQUIRED_OPTICS = ["rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"]
 
 
-def make_optics(pixel_size: float, image_size: int, voltage: float, cs: float, amplitude_contrast: float,
-                name: str = "opticsGroup1") -> pd.DataFrame:
-    return pd.DataFrame([{ "rlnOpticsGroup": 1, "rlnOpticsGroupName": name, "rlnImagePixelSize": float(pixel_size),
-                           "rlnImageSize": int(image_size), "rlnImageDimensionality": 2, "rlnVoltage": float(voltage),
-                           "rlnSphericalAberration": float(cs), "rlnAmplitudeContrast": float(amplitude_contrast)}])
+def make_optics(
+    pixel_size: float, image_size: int, voltage: float, cs: float, amplitude_contrast: float, name: str = "opticsGroup1"
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "rlnOpticsGroup": 1,
+                "rlnOpticsGroupName": name,
+                "rlnImagePixelSize": float(pixel_size),
+                "rlnImageSize": int(image_size),
+                "rlnImageDimensionality": 2,
+                "rlnVoltage": float(voltage),
+                "rlnSphericalAberration": float(cs),
+                "rlnAmplitudeContrast": float(amplitude_contrast),
+            }
+        ]
+    )
 
 
 def image_names(stack_path: str | os.PathLike, n: int) -> list[str]:
@@ -85,19 +97,36 @@ def _optics_from_relion30(path: Path, particles: pd.DataFrame, pixel_size: float
     elif pixel_size is not None:
         apix = float(pixel_size)
     else:
-        raise CryopipeError(f"{path}: RELION 3.0 file without pixel size; set the pixel size in the config (data.import.pixel_size)")
+        raise CryopipeError(
+            f"{path}: RELION 3.0 file without pixel size; set the pixel size in the config (data.import.pixel_size)"
+        )
     values = {}
     for col in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"):
         if col not in particles.columns:
             raise CryopipeError(f"{path}: particle table lacks column {col}")
         values[col] = float(particles[col].iloc[0])
-    optics = make_optics(apix, _image_size_from_stack(path, particles), values["rlnVoltage"],
-                         values["rlnSphericalAberration"], values["rlnAmplitudeContrast"])
+    optics = make_optics(
+        apix,
+        _image_size_from_stack(path, particles),
+        values["rlnVoltage"],
+        values["rlnSphericalAberration"],
+        values["rlnAmplitudeContrast"],
+    )
     for axis in ("X", "Y"):
         if f"rlnOrigin{axis}" in particles.columns:
             particles[f"rlnOrigin{axis}Angst"] = particles.pop(f"rlnOrigin{axis}") * apix
-    drop = [c for c in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnMagnification",
-                        "rlnDetectorPixelSize", "rlnImagePixelSize") if c in particles.columns]
+    drop = [
+        c
+        for c in (
+            "rlnVoltage",
+            "rlnSphericalAberration",
+            "rlnAmplitudeContrast",
+            "rlnMagnification",
+            "rlnDetectorPixelSize",
+            "rlnImagePixelSize",
+        )
+        if c in particles.columns
+    ]
     particles = particles.drop(columns=drop)
     particles["rlnOpticsGroup"] = 1
     return particles, optics
@@ -127,7 +156,9 @@ def resolve_stack_path(stack: str, star_path: str | os.PathLike) -> Path:
     alt = Path(star_path).parent / stack
     if alt.exists():
         return alt
-    raise CryopipeError(f"{star_path}: image stack {stack} not found (relative to the current directory or the STAR file)")
+    raise CryopipeError(
+        f"{star_path}: image stack {stack} not found (relative to the current directory or the STAR file)"
+    )
 
 
 def stack_index(particles: pd.DataFrame, star_path: str | os.PathLike) -> list[tuple[Path, np.ndarray, np.ndarray]]:
@@ -144,7 +175,9 @@ def stack_index(particles: pd.DataFrame, star_path: str | os.PathLike) -> list[t
         n = open_stack(path).shape[0]
         bad = idx[rows][(idx[rows] < 0) | (idx[rows] >= n)]
         if len(bad):
-            raise CryopipeError(f"{star_path}: rlnImageName refers to image {bad[0] + 1} of {path}, which holds {n} images")
+            raise CryopipeError(
+                f"{star_path}: rlnImageName refers to image {bad[0] + 1} of {path}, which holds {n} images"
+            )
         out.append((path, rows, idx[rows]))
     return out
 

@@ -16,8 +16,22 @@ import numpy as np
 from cryopipe.errors import CryopipeError
 
 # Electron-scattering weight ~ atomic number (a plain, documented choice).
-ATOMIC_NUMBER = {"H": 1.0, "C": 6.0, "N": 7.0, "O": 8.0, "S": 16.0, "P": 15.0, "SE": 34.0,
-                 "MG": 12.0, "ZN": 30.0, "FE": 26.0, "CA": 20.0, "NA": 11.0, "CL": 17.0, "K": 19.0}
+ATOMIC_NUMBER = {
+    "H": 1.0,
+    "C": 6.0,
+    "N": 7.0,
+    "O": 8.0,
+    "S": 16.0,
+    "P": 15.0,
+    "SE": 34.0,
+    "MG": 12.0,
+    "ZN": 30.0,
+    "FE": 26.0,
+    "CA": 20.0,
+    "NA": 11.0,
+    "CL": 17.0,
+    "K": 19.0,
+}
 
 
 def resolve_structure_path(path: str | os.PathLike) -> Path:
@@ -75,7 +89,7 @@ class Atoms:
                 np.savez(fh, **{k: v for k, v in self.__dict__.items() if v is not None})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Atoms":
+    def load(cls, path: str | os.PathLike) -> Atoms:
         if not Path(path).is_file():
             raise CryopipeError(f"{path}: atoms file not found")
         with np.load(path, allow_pickle=False) as z:
@@ -84,7 +98,10 @@ class Atoms:
 
 def element_symbols(elements, names) -> list[str]:
     """Upper-case element per atom: the file's element column, else the first letter of the atom name."""
-    return [(str(el) if el is not None else "").strip().upper() or str(nm).strip()[:1].upper() for el, nm in zip(elements, names)]
+    return [
+        (str(el) if el is not None else "").strip().upper() or str(nm).strip()[:1].upper()
+        for el, nm in zip(elements, names)
+    ]
 
 
 def element_weights(elements, names) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 
 def rotate_images(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Rotate the content of (B, C, H, W) images by θ (radians, +x towards +y) about pixel (H//2, W//2)."""
-    B, _, H, W = images.shape
+    _B, _, H, W = images.shape
     c, s = torch.cos(theta), torch.sin(theta)
     # affine_grid maps output to input coordinates in [-1, 1] (align_corners=False: pixel centres at
     # (2k+1)/W - 1); the box centre pixel W//2 sits at 1/W for even W, so rotate about that point.

@@ -72,8 +72,13 @@ def plot_learning_curve(history: pd.DataFrame, path: Path) -> None:
     ax.plot(history["epoch"], history["val_loss"], label="validation")
     if "constant_val_loss" in history and history["constant_val_loss"].notna().any():
         # a network that learnt nothing from the images sits on this line
-        ax.axhline(float(history["constant_val_loss"].iloc[-1]), color="grey", ls="--", lw=1,
-                   label="validation, constant prediction")
+        ax.axhline(
+            float(history["constant_val_loss"].iloc[-1]),
+            color="grey",
+            ls="--",
+            lw=1,
+            label="validation, constant prediction",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("L1 loss (standardised)")
     losses = pd.concat([history["train_loss"], history["val_loss"]])
@@ -107,8 +112,18 @@ def _constant_baseline(train_ds: Dataset, val_ds: Dataset) -> float:
     return constant_loss(tr, va)
 
 
-def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSettings, out_dir: Path, *, meta: dict,
-        resume: bool = False, stop_after: int | None = None, progress: bool = True) -> pd.DataFrame:
+def fit(
+    model: torch.nn.Module,
+    train_ds: Dataset,
+    val_ds: Dataset,
+    st: TrainSettings,
+    out_dir: Path,
+    *,
+    meta: dict,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Train `model`; returns the per-epoch history. `meta` is stored in every checkpoint (model
     configuration, target statistics) so a checkpoint alone is enough for inference."""
     from tqdm import tqdm
@@ -145,7 +160,9 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
     baseline = _constant_baseline(train_ds, val_ds)
     if rank == 0 and baseline == baseline:
         print(f"validation loss of the best constant prediction (a network that learns nothing): {baseline:.4f}")
-    val_loader = DataLoader(val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=_collate, num_workers=st.num_workers)
+    val_loader = DataLoader(
+        val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=_collate, num_workers=st.num_workers
+    )
     done_here = 0
     for epoch in range(start, st.epochs + 1):
         if bad >= st.patience:
@@ -157,13 +174,20 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
         else:
             gen = torch.Generator().manual_seed(st.seed * 100003 + epoch)
             sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
-        loader = DataLoader(train_ds, batch_size=st.batch_size, sampler=sampler, collate_fn=_collate,
-                            num_workers=st.num_workers, pin_memory=cuda)
+        loader = DataLoader(
+            train_ds,
+            batch_size=st.batch_size,
+            sampler=sampler,
+            collate_fn=_collate,
+            num_workers=st.num_workers,
+            pin_memory=cuda,
+        )
         net.train()
         aug_gen = torch.Generator().manual_seed(st.seed * 100003 + epoch + 1)
         t0, total, n = time.perf_counter(), 0.0, 0
-        for imgs, targets, _ in tqdm(loader, desc=f"epoch {epoch}/{st.epochs}", disable=not progress or rank != 0,
-                                     mininterval=5, leave=False):
+        for imgs, targets, _ in tqdm(
+            loader, desc=f"epoch {epoch}/{st.epochs}", disable=not progress or rank != 0, mininterval=5, leave=False
+        ):
             imgs = imgs.to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
             if st.augment_inplane:
@@ -184,20 +208,40 @@ def fit(model: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, st: TrainSet
         val = evaluate(model, val_loader, device, amp) if len(val_ds) else total / max(n, 1)
         improved = val < best
         best, bad = (val, 0) if improved else (best, bad + 1)
-        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val, "lr": opt.param_groups[0]["lr"],
-                        "constant_val_loss": baseline,
-                        "seconds": seconds, "train_images_per_s": n * world / seconds})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / max(n, 1),
+                "val_loss": val,
+                "lr": opt.param_groups[0]["lr"],
+                "constant_val_loss": baseline,
+                "seconds": seconds,
+                "train_images_per_s": n * world / seconds,
+            }
+        )
         if rank == 0:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                     "best_val": best, "bad_epochs": bad, "history": history, "fingerprint": fingerprint, "meta": meta}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "best_val": best,
+                "bad_epochs": bad,
+                "history": history,
+                "fingerprint": fingerprint,
+                "meta": meta,
+            }
             _save(state, last)
             if improved:
                 _save({"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_loss": val}, out_dir / "best.pt")
             frame = pd.DataFrame(history)
             frame.to_csv(out_dir / "history.csv", index=False)
             plot_learning_curve(frame, out_dir / "learning_curve.png")
-            print(f"epoch {epoch}: train {history[-1]['train_loss']:.4f} val {val:.4f} "
-                  f"({history[-1]['train_images_per_s']:.1f} images/s){' *' if improved else ''}", flush=True)
+            print(
+                f"epoch {epoch}: train {history[-1]['train_loss']:.4f} val {val:.4f} "
+                f"({history[-1]['train_images_per_s']:.1f} images/s){' *' if improved else ''}",
+                flush=True,
+            )
         done_here += 1
         if stop_after is not None and done_here >= stop_after:
             break

@@ -26,7 +26,9 @@ class Regressor(nn.Module):
     One model per kind as in DeepHEMNMA, or all kinds from one head ("combined").
     """
 
-    def __init__(self, kinds: tuple[str, ...], n_modes: int, depth: int = 34, dropout: float = 0.5, image_size: int = 64):
+    def __init__(
+        self, kinds: tuple[str, ...], n_modes: int, depth: int = 34, dropout: float = 0.5, image_size: int = 64
+    ):
         super().__init__()
         self.kinds = tuple(kinds)
         self.sizes = {"amplitudes": n_modes, "orientation": 4, "shifts": 2}

@@ -17,13 +17,20 @@ from cryopipe.nn.targets import Standardiser
 def load_model(path, device="cpu") -> tuple[Regressor, Standardiser, dict]:
     ck = torch.load(path, map_location=device, weights_only=False)
     meta = ck["meta"]
-    model = Regressor(tuple(meta["kinds"]), meta["n_modes"], depth=meta["depth"], dropout=meta.get("dropout", 0.5),
-                      image_size=meta["image_size"])
+    model = Regressor(
+        tuple(meta["kinds"]),
+        meta["n_modes"],
+        depth=meta["depth"],
+        dropout=meta.get("dropout", 0.5),
+        image_size=meta["image_size"],
+    )
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), Standardiser(meta["standardiser"]), meta
 
 
-def predict(checkpoints: list, dataset, batch_size: int = 128, device: str = "cpu", progress: bool = True) -> tuple[dict, float]:
+def predict(
+    checkpoints: list, dataset, batch_size: int = 128, device: str = "cpu", progress: bool = True
+) -> tuple[dict, float]:
     """Predictions of every kind the checkpoints cover, destandardised; plus images/s."""
     from tqdm import tqdm
 

@@ -65,8 +65,12 @@ class ResNet(nn.Module):
         if depth not in LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(LAYOUTS)}, got {depth}")
         block, counts = LAYOUTS[depth]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
         stages, cin = [], 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
             blocks = []

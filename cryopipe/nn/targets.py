@@ -9,11 +9,16 @@ import torch
 from cryopipe.geometry import euler_to_quaternion
 
 
-def targets_from_tables(particles: pd.DataFrame, amplitudes: pd.DataFrame | None, amp_cols: list[str]) -> dict[str, np.ndarray]:
+def targets_from_tables(
+    particles: pd.DataFrame, amplitudes: pd.DataFrame | None, amp_cols: list[str]
+) -> dict[str, np.ndarray]:
     """amplitudes (n, M) Å RMSD, orientation (n, 4) unit quaternions, shifts (n, 2) Å (rlnOriginX/YAngst)."""
-    out = {"orientation": euler_to_quaternion(torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]]
-                                                           .to_numpy(dtype=np.float64))).numpy(),
-           "shifts": particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)}
+    out = {
+        "orientation": euler_to_quaternion(
+            torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64))
+        ).numpy(),
+        "shifts": particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64),
+    }
     if amplitudes is not None:
         out["amplitudes"] = amplitudes[amp_cols].to_numpy(dtype=np.float64)
     return out
@@ -26,7 +31,7 @@ class Standardiser:
         self.stats = {k: (np.asarray(m), np.asarray(s)) for k, (m, s) in stats.items()}
 
     @classmethod
-    def fit(cls, targets: dict[str, np.ndarray]) -> "Standardiser":
+    def fit(cls, targets: dict[str, np.ndarray]) -> Standardiser:
         stats = {}
         for k, v in targets.items():
             if k == "amplitudes":
@@ -52,7 +57,9 @@ def quaternion_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.minimum((pred - target).abs().sum(-1), (pred + target).abs().sum(-1))
 
 
-def constant_prediction(targets: dict[str, torch.Tensor], max_candidates: int = 512, max_targets: int = 4096) -> dict[str, torch.Tensor]:
+def constant_prediction(
+    targets: dict[str, torch.Tensor], max_candidates: int = 512, max_targets: int = 4096
+) -> dict[str, torch.Tensor]:
     """The best single prediction for every image under the L1 training loss: what a network that has
     learnt nothing from the images converges to, and the level its validation loss must beat.
 

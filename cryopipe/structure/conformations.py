@@ -24,7 +24,6 @@ import torch
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import matrix_to_euler, random_rotations
 
-
 MORPH_COLUMN = "morph_fraction"  # truth of `morph` data: t of reference + t·(target − reference)
 
 

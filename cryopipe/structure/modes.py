@@ -27,7 +27,9 @@ class Modes:
         for n in numbers:
             hit = np.nonzero(self.numbers == n)[0]
             if not len(hit):
-                raise CryopipeError(f"mode {n} not computed (have {self.numbers.min()}-{self.numbers.max()}); raise modes.n_modes")
+                raise CryopipeError(
+                    f"mode {n} not computed (have {self.numbers.min()}-{self.numbers.max()}); raise modes.n_modes"
+                )
             idx.append(hit[0])
         return self.vectors[idx]
 
@@ -39,7 +41,7 @@ class Modes:
                 np.savez(fh, vectors=self.vectors, numbers=self.numbers, eigenvalues=self.eigenvalues)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Modes":
+    def load(cls, path: str | os.PathLike) -> Modes:
         if not os.path.isfile(path):
             raise CryopipeError(f"{path}: modes file not found")
         with np.load(path) as z:
@@ -53,8 +55,14 @@ def rmsd_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms[:, None, None] * np.sqrt(n)
 
 
-def compute_modes(selection, method: str = "anm", n_modes: int = 10, cutoff: float = 15.0, gamma: float = 1.0,
-                  rtb_block_size: int = 10) -> tuple[Modes, object, object]:
+def compute_modes(
+    selection,
+    method: str = "anm",
+    n_modes: int = 10,
+    cutoff: float = 15.0,
+    gamma: float = 1.0,
+    rtb_block_size: int = 10,
+) -> tuple[Modes, object, object]:
     """Modes of a ProDy atom selection; returns (Modes over all atoms, ProDy model, Cα selection)."""
     import prody
 

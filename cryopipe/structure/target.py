@@ -50,7 +50,9 @@ def match_atoms(ref_keys: list[tuple], target_keys: list[tuple]) -> tuple[np.nda
     return i, j
 
 
-def target_displacement(atoms, target_path: str, selection: str, *, key: str = "conformations.morph.target") -> TargetDisplacement:
+def target_displacement(
+    atoms, target_path: str, selection: str, *, key: str = "conformations.morph.target"
+) -> TargetDisplacement:
     """Displacement (reference atoms → superposed target) for the reference `atoms` (cryopipe.io.structure.Atoms)."""
     from scipy.spatial import cKDTree
 
@@ -63,8 +65,10 @@ def target_displacement(atoms, target_path: str, selection: str, *, key: str = "
     if len(i) < 10:  # the same molecule with other chain names
         i, j = match_atoms(list(zip(atoms.resnums, atoms.names)), list(zip(resnums, names)))
     if len(i) < 10:
-        raise CryopipeError(f"config key '{key}': {target_path} shares fewer than 10 atoms (residue number + atom name) "
-                            "with the reference")
+        raise CryopipeError(
+            f"config key '{key}': {target_path} shares fewer than 10 atoms (residue number + atom name) "
+            "with the reference"
+        )
     R, t = kabsch(coords[j], atoms.coords[i])
     disp = np.zeros_like(atoms.coords)
     disp[i] = coords[j] @ R.T + t - atoms.coords[i]

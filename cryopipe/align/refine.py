@@ -102,7 +102,7 @@ def refine(
     amplitudes: torch.Tensor,
     stages: list[Stage],
     second: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Refined (rotations, origins, amplitudes, z, cc at the last stage) for B images; `second` (B,) is each
     image's starting position z between the reference and the second reference (`DeformableReference.render`),
     refined within [0, 1] with the amplitudes (held where `lr_second` is 0 or the model has no offset)."""

@@ -151,7 +151,7 @@ class Aligner:
         )  # rigid: conformation held
         coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
         z = z0.reshape(B * K)
-        A, o, a, z, cc = refine(
+        A, o, a, z_fit, cc = refine(
             self.refs,
             batch.repeat(K),
             A0.reshape(B * K, 3, 3),
@@ -160,6 +160,7 @@ class Aligner:
             coarse,
             second=z,
         )
+        z = z if z_fit is None else z_fit
         cc = cc.reshape(B, K)
         winner = cc.argmax(1)
         best = winner + torch.arange(B, device=self.device) * K
@@ -168,7 +169,8 @@ class Aligner:
         margin = torch.where(far.any(1), cc[torch.arange(B), winner] - runner_up, torch.full_like(runner_up, torch.nan))
         A, o, a, z = A[best], o[best], a[best], z[best]
         if fine:
-            A, o, a, z, cc = refine(self.refs, batch, A, o, a, fine, second=z)
+            A, o, a, z_fit, cc = refine(self.refs, batch, A, o, a, fine, second=z)
+            z = z if z_fit is None else z_fit
         else:
             cc = cc.reshape(-1)[best]
         return {
@@ -274,7 +276,7 @@ class Aligner:
             for k, v in res.items():
                 out.setdefault(k, []).append(v.detach().cpu())
         cat = {k: torch.cat(v) for k, v in out.items()}
-        out = {
+        result = {
             "euler": matrix_to_euler(cat["rotations"].double()).numpy(),
             "rotations": cat["rotations"].double().numpy(),
             "origins": cat["origins"].double().numpy(),
@@ -284,5 +286,5 @@ class Aligner:
             "margin": cat["margin"].double().numpy(),
         }
         if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
-            out["from_start"] = cat["from_start"].numpy()
-        return out
+            result["from_start"] = cat["from_start"].numpy()
+        return result

@@ -118,7 +118,8 @@ class Backprojector:
         last shell nothing is kept.
         """
         n = self.n
-        if torch.is_tensor(wiener) and wiener.ndim == 1:
+        reg: float | torch.Tensor
+        if isinstance(wiener, torch.Tensor) and wiener.ndim == 1:
             shell = self._shell_of_voxel()
             big = torch.full((1,), float("inf"), dtype=torch.float64, device=self.device)
             reg = torch.cat([wiener.to(self.device, torch.float64), big])[shell.clamp_max(len(wiener))]

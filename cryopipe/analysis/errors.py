@@ -51,7 +51,7 @@ def errors(a: dict, b: dict, names: list[str], coords: np.ndarray, modes: np.nda
 def summarise(errs: dict) -> dict:
     """{metric mean, metric std} per metric, plus the image count."""
     n = len(next(iter(errs.values()))) if errs else 0
-    out = {"images": n}
+    out: dict[str, float] = {"images": n}
     for k, v in errs.items():
         out[f"{k} mean"] = float(np.mean(v)) if n else float("nan")
         out[f"{k} std"] = float(np.std(v)) if n else float("nan")

@@ -84,7 +84,7 @@ def density_peaks(
         lo[0] + (np.arange(shape[0]) + 0.5) * cell, lo[1] + (np.arange(shape[1]) + 0.5) * cell, indexing="ij"
     )
     floor = 1e-3 * density.max()  # below this the "region" is empty space, not a dense region
-    centres = []
+    centres: list[np.ndarray] = []
     for _ in range(k):
         i = int(np.argmax(density))
         if density.flat[i] <= floor:

@@ -98,7 +98,7 @@ def main(args) -> None:
         mask = soft_sphere(L, min(radius, L / 2 - 3), 3.0)
         members = groups.loc[groups["group"] == g, "particle"].to_numpy()
         freq = np.arange(L // 2) / (L * apix)
-        row = {"group": g, "images": len(members)}
+        row: dict[str, float] = {"group": g, "images": len(members)}
         if {"rlnAngleRot", "rlnAngleTilt"} <= set(groups.columns):
             sel = groups.loc[groups["group"] == g, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
             row["view concentration"] = view_concentration(sel)

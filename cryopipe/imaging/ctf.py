@@ -35,9 +35,9 @@ def _f64(x, device=None) -> torch.Tensor:
 
 
 def ctf_2d(
-    defocus_u: torch.Tensor,
-    defocus_v: torch.Tensor,
-    defocus_angle: torch.Tensor,
+    defocus_u: torch.Tensor | np.ndarray,
+    defocus_v: torch.Tensor | np.ndarray,
+    defocus_angle: torch.Tensor | np.ndarray,
     *,
     voltage: float,
     spherical_aberration: float,

@@ -25,7 +25,7 @@ def phase_flip(images: torch.Tensor, particles: pd.DataFrame, optics: dict) -> t
         spherical_aberration=optics["rlnSphericalAberration"],
         amplitude_contrast=optics["rlnAmplitudeContrast"],
         pixel_size=optics["rlnImagePixelSize"],
-        shape=tuple(images.shape[-2:]),
+        shape=(images.shape[-2], images.shape[-1]),
     )
     sign = torch.sign(ctf).to(images.device)
     sign[sign == 0] = 1

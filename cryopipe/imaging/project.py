@@ -24,6 +24,7 @@ def gaussian_profiles(centres_px: torch.Tensor, size: int, sigma_px: float | tor
     Only a window of ±(5σ + 1) pixels around each centre is evaluated (the mass beyond is < 1e-6)
     and scattered into the dense profile; erf over the whole line was the simulator's bottleneck.
     """
+    scale: float | torch.Tensor
     if isinstance(sigma_px, torch.Tensor):
         half = int(math.ceil(5 * float(sigma_px.max()))) + 1
         scale = (sigma_px * math.sqrt(2.0))[..., None].to(centres_px.dtype)

@@ -52,7 +52,7 @@ def draw_defocus(n: int, defocus_range_um: tuple[float, float], astigmatism: flo
     return mean + astigmatism / 2, mean - astigmatism / 2, angle
 
 
-def particle_noise(seed: int, name: str, index: int, shape: tuple[int, int]) -> torch.Tensor:
+def particle_noise(seed: int, name: str, index: int, shape: tuple[int, ...]) -> torch.Tensor:
     g = torch.Generator().manual_seed(
         int(np.random.SeedSequence([dataset_seed(seed, name), 3, index]).generate_state(1)[0])
     )

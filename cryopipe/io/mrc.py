@@ -79,7 +79,7 @@ class StackWriter:
     def __enter__(self) -> StackWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
                 self._mrc.update_header_stats()
@@ -89,4 +89,3 @@ class StackWriter:
         finally:
             if self._tmp.exists():
                 self._tmp.unlink()
-        return False

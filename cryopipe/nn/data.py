@@ -19,13 +19,13 @@ class ParticleDataset(Dataset):
 
     def __init__(self, particles: pd.DataFrame, star_path, targets: dict[str, np.ndarray] | None = None):
         self.groups = [(str(p), rows, idx) for p, rows, idx in stack_index(particles, star_path)]
-        self.location = [None] * len(particles)
+        self.location: list[tuple[int, int] | None] = [None] * len(particles)  # (stack, image) of each row
         for g, (_, rows, idx) in enumerate(self.groups):
             for r, i in zip(rows, idx):
                 self.location[r] = (g, int(i))
         self.targets = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (targets or {}).items()}
         self.names = particles["rlnImageName"].tolist()
-        self._stacks = None
+        self._stacks: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.location)
@@ -38,7 +38,9 @@ class ParticleDataset(Dataset):
         return self._stacks[g]
 
     def __getitem__(self, i: int):
-        g, j = self.location[i]
+        loc = self.location[i]
+        assert loc is not None, f"particle {i} is in no stack"  # stack_index places every row
+        g, j = loc
         img = np.array(self._stack(g)[j], dtype=np.float32)
         if not np.isfinite(img).all():
             raise CryopipeError(f"particle {i} ({self.names[i]}) has NaN/Inf pixels")

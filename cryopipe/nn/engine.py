@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
@@ -107,7 +109,7 @@ def evaluate(model, loader, device, amp: bool) -> float:
 def _constant_baseline(train_ds: Dataset, val_ds: Dataset) -> float:
     """Validation loss of the best constant prediction (nan when the datasets do not expose `targets`)."""
     tr, va = getattr(train_ds, "targets", None), getattr(val_ds, "targets", None)
-    if not tr or not va or len(val_ds) == 0:
+    if not tr or not va or len(cast(Sized, val_ds)) == 0:
         return float("nan")
     return constant_loss(tr, va)
 
@@ -135,10 +137,12 @@ def fit(
     cuda = device.type == "cuda"
     amp = st.amp and cuda
     fmt = torch.channels_last if (cuda and st.channels_last) else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
+    model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]  # (torch's stub lacks memory_format)
     if world > 1:
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+        net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if cuda else None
+        )
     else:
         net = model
     opt = torch.optim.Adam(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
@@ -169,11 +173,13 @@ def fit(
             break
         torch.manual_seed(st.seed * 100003 + epoch)  # dropout draws: a function of (seed, epoch) only
         if world > 1:
-            sampler = torch.utils.data.distributed.DistributedSampler(train_ds, seed=st.seed, drop_last=False)
-            sampler.set_epoch(epoch)
+            sampler: torch.utils.data.Sampler[int] = torch.utils.data.distributed.DistributedSampler(
+                train_ds, seed=st.seed, drop_last=False
+            )
+            cast(torch.utils.data.distributed.DistributedSampler, sampler).set_epoch(epoch)
         else:
             gen = torch.Generator().manual_seed(st.seed * 100003 + epoch)
-            sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
+            sampler = torch.utils.data.RandomSampler(cast(Sized, train_ds), generator=gen)
         loader = DataLoader(
             train_ds,
             batch_size=st.batch_size,
@@ -195,7 +201,7 @@ def fit(
             imgs = imgs.contiguous(memory_format=fmt)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 terms = loss_terms(net(imgs), targets)
-            loss = sum(terms.values())
+            loss = cast(torch.Tensor, sum(terms.values()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -205,7 +211,7 @@ def fit(
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         sched.step()
-        val = evaluate(model, val_loader, device, amp) if len(val_ds) else total / max(n, 1)
+        val = evaluate(model, val_loader, device, amp) if len(cast(Sized, val_ds)) else total / max(n, 1)
         improved = val < best
         best, bad = (val, 0) if improved else (best, bad + 1)
         history.append(

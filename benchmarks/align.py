@@ -149,9 +149,9 @@ def main() -> None:
     from cryopipe.align.recentre import recentred_displacement
     from cryopipe.align.refine import Stage
     from cryopipe.align.run import Aligner, AlignSettings
-    from cryopipe.analysis.errors import EULER, ORIGIN
+    from cryopipe.analysis.errors import angle_errors, shift_errors_px
     from cryopipe.config import validate_config
-    from cryopipe.geometry import angular_distance, euler_to_matrix
+    from cryopipe.io.star import DEFOCUS
     from cryopipe.structure.target import target_displacement
 
     torch.set_num_threads(args.threads)
@@ -200,7 +200,7 @@ def main() -> None:
     w0 = time.perf_counter()
     aligner, offset = build(disp)
     t_setup = time.process_time() - t0
-    defocus = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    defocus = truth[DEFOCUS].to_numpy()
     res = aligner.align(imgs.numpy(), defocus, progress=False)
     defaults = validate_config({})["align"]  # align.recentre and align.cc_threshold as a run would have them
     for _ in range(args.recentre):
@@ -229,9 +229,8 @@ def main() -> None:
         res = aligner.align(imgs.numpy(), defocus, progress=False)
     cpu = time.process_time() - t0
     wall = time.perf_counter() - w0
-    R_true = euler_to_matrix(torch.tensor(truth[EULER].to_numpy()))
-    ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
-    shift_err = np.linalg.norm(res["origins"] - truth[ORIGIN].to_numpy(), axis=1) / apix
+    ang = angle_errors(res["rotations"], truth)
+    shift_err = shift_errors_px(res["origins"], truth, apix)
     as_simulated = " (as simulated)" if args.density == "gaussian" and not args.model_resolution else ""
     print(
         f"AdK 4AKE, {args.n} images, {args.size} px ({apix:.3g} Å/px), SNR {args.snr}, CTF {'on' if ctf else 'off'}"

@@ -49,7 +49,8 @@ def main() -> None:
     import torch
     from align import simulate_preprocessed  # benchmarks/align.py: the same simulation + preprocessing
 
-    from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_matrix
+    from cryopipe.analysis.errors import angle_errors, rotation_matrices
+    from cryopipe.geometry import quaternion_to_matrix
     from cryopipe.nn.engine import TrainSettings, fit
     from cryopipe.nn.heads import Regressor
     from cryopipe.nn.targets import Standardiser, constant_prediction, targets_from_tables
@@ -65,7 +66,7 @@ def main() -> None:
     cols = ["mode7", "mode8", "mode9"]
     apix = 0.65 * 128 / args.size
     test = slice(n_pool - args.test, n_pool)
-    R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()[test]))
+    R_true = rotation_matrices(truth.iloc[test])
 
     class Images(torch.utils.data.Dataset):
         def __init__(self, idx, targets):
@@ -85,9 +86,7 @@ def main() -> None:
 
     def held_out_errors(pred):
         angle = (
-            angular_distance(quaternion_to_matrix(torch.as_tensor(pred["orientation"], dtype=torch.float64)), R_true)
-            .numpy()
-            .mean()
+            angle_errors(quaternion_to_matrix(torch.as_tensor(pred["orientation"], dtype=torch.float64)), R_true).mean()
             if "orientation" in pred
             else nan
         )

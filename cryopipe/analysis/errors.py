@@ -11,8 +11,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-EULER = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
-ORIGIN = ["rlnOriginXAngst", "rlnOriginYAngst"]
+from cryopipe.io.star import EULER, ORIGIN
+
+
+def rotation_matrices(table: pd.DataFrame) -> torch.Tensor:
+    """RELION matrices (n, 3, 3), float64, from a table's Euler columns."""
+    from cryopipe.geometry import euler_to_matrix
+
+    return euler_to_matrix(torch.tensor(table[EULER].to_numpy(np.float64)))
+
+
+def angle_errors(rotations, reference) -> np.ndarray:
+    """Angle (°) of R·R_refᵀ per image. rotations: RELION matrices (n, 3, 3) (array or tensor); reference:
+    matrices too, or a table with the Euler columns (e.g. the ground truth, rows in the same order)."""
+    from cryopipe.geometry import angular_distance
+
+    ref = rotation_matrices(reference) if isinstance(reference, pd.DataFrame) else torch.as_tensor(reference)
+    return angular_distance(torch.as_tensor(rotations), ref).numpy()
+
+
+def shift_errors_px(origins, reference, pixel_size: float) -> np.ndarray:
+    """|Δorigin| per image in pixels of `pixel_size` Å. origins (n, 2) Å; reference: (n, 2) Å or a table
+    with the origin columns."""
+    ref = reference[ORIGIN].to_numpy(np.float64) if isinstance(reference, pd.DataFrame) else np.asarray(reference)
+    return np.linalg.norm(np.asarray(origins) - ref, axis=1) / pixel_size
 
 
 def parameters(table: pd.DataFrame, names: list[str], index) -> dict:
@@ -27,7 +49,7 @@ def parameters(table: pd.DataFrame, names: list[str], index) -> dict:
 
 def errors(a: dict, b: dict, names: list[str], coords: np.ndarray, modes: np.ndarray, pixel_size: float) -> dict:
     """Per-image errors of estimates `a` against `b`: {metric: array}. modes (M, N, 3) in Å RMSD units."""
-    from cryopipe.geometry import angular_distance, euler_to_matrix
+    from cryopipe.geometry import euler_to_matrix
 
     da = a["amplitudes"] - b["amplitudes"]
     Ra, Rb = euler_to_matrix(torch.tensor(a["euler"])), euler_to_matrix(torch.tensor(b["euler"]))
@@ -38,7 +60,7 @@ def errors(a: dict, b: dict, names: list[str], coords: np.ndarray, modes: np.nda
     out = {f"|Δ{c}| (Å RMSD)": np.abs(da[:, k]) for k, c in enumerate(names)}
     out.update(
         {
-            "angle (°)": angular_distance(Ra, Rb).numpy(),
+            "angle (°)": angle_errors(Ra, Rb),
             "shift (px)": ds / pixel_size,
             "RMSD amplitudes (Å)": np.sqrt((disp**2).sum(2).mean(1)),
             "RMSD angles (Å)": rmsd_rot,

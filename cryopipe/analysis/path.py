@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-
-from cryopipe.analysis.errors import EULER
 
 
 def path_direction(truth: pd.DataFrame, names: list[str], t_column: str) -> np.ndarray | None:
@@ -45,15 +42,6 @@ def tenths_table(t: np.ndarray, angle_error: np.ndarray, along: np.ndarray | Non
             row["mean fitted position on path"] = float(along[s].mean()) if s.any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def angle_errors(estimates: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """Angle (°) of R_est·R_trueᵀ per row of `estimates` (indexed by particle, with the Euler columns)."""
-    from cryopipe.geometry import angular_distance, euler_to_matrix
-
-    Ra = euler_to_matrix(torch.tensor(estimates[EULER].to_numpy(np.float64)))
-    Rb = euler_to_matrix(torch.tensor(truth.loc[estimates.index, EULER].to_numpy(np.float64)))
-    return angular_distance(Ra, Rb).numpy()
 
 
 def end_separation(pc1: np.ndarray, t: np.ndarray, end: float = 0.1) -> float:

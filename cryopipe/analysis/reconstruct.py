@@ -16,7 +16,7 @@ from cryopipe.analysis.fsc import fsc, soft_sphere
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.ctf import ctf_2d
-from cryopipe.io.star import load_images
+from cryopipe.io.star import EULER, ORIGIN, load_images
 
 
 def half_sets(particles: pd.DataFrame) -> np.ndarray:
@@ -41,8 +41,8 @@ def insert_particles(
             raise CryopipeError(
                 f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}"
             )
-        A = euler_to_matrix(torch.tensor(batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(np.float64)))
-        origins = torch.tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)) / apix
+        A = euler_to_matrix(torch.tensor(batch[EULER].to_numpy(np.float64)))
+        origins = torch.tensor(batch[ORIGIN].to_numpy(np.float64)) / apix
         ctf = None
         if "rlnDefocusU" in batch.columns:
             ctf = ctf_2d(

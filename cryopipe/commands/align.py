@@ -129,14 +129,13 @@ def second_reference(spec: dict, atoms, vectors, displacement=None):
 def main(args) -> None:
     import numpy as np
     import pandas as pd
-    import torch
 
     from cryopipe.align.outliers import fit_quality, mahalanobis
     from cryopipe.align.recentre import recentred_displacement
+    from cryopipe.analysis.errors import angle_errors, shift_errors_px
     from cryopipe.errors import CryopipeError
-    from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import load_images, read_star, split_image_name, write_star
+    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, load_images, read_star, split_image_name, write_star
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_amplitude_pairs, save_estimates_vs_truth
     from cryopipe.structure.conformations import amplitude_columns
@@ -151,7 +150,7 @@ def main(args) -> None:
     second = second_reference_displacement(prm["second_reference"], atoms)
     aligner = make_aligner(prm, atoms, modes, opt, second=second)
     images = load_images(particles, args.star)
-    defocus = particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    defocus = particles[DEFOCUS].to_numpy()
     res = aligner.align(images, defocus)
     rc = prm["recentre"]
     for p in range(rc["passes"]):
@@ -180,8 +179,8 @@ def main(args) -> None:
         res = make_aligner(prm, atoms, modes, opt, second=second).align(images, defocus)
 
     out = particles.copy()
-    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T
-    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = res["origins"].T
+    out[EULER] = res["euler"]
+    out[ORIGIN] = res["origins"]
     cols = amplitude_columns(prm["modes"])
     table = pd.DataFrame(res["amplitudes"], columns=cols)
     table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
@@ -196,12 +195,8 @@ def main(args) -> None:
     title = f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {prm['outlier_threshold']}{cc_rule})"
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[table["particle"]]
-        R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
-        table["angle_error"] = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
-        px = float(opt["rlnImagePixelSize"])
-        table["shift_error_px"] = (
-            np.linalg.norm(res["origins"] - truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(), axis=1) / px
-        )
+        table["angle_error"] = angle_errors(res["rotations"], truth)
+        table["shift_error_px"] = shift_errors_px(res["origins"], truth, float(opt["rlnImagePixelSize"]))
         for c in cols:
             if c in truth.columns:
                 table[f"{c}_true"] = truth[c].to_numpy()

@@ -29,18 +29,14 @@ def main(args) -> None:
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.io.mrc import write_mrc
-    from cryopipe.io.star import read_star
+    from cryopipe.io.star import POSE, read_star
 
     prm = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
     if len(optics) > 1:
         raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
     opt = optics.iloc[0].to_dict()
-    missing = [
-        c
-        for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
-        if c not in particles.columns
-    ]
+    missing = [c for c in POSE if c not in particles.columns]
     if missing:
         raise CryopipeError(f"{args.star}: column '{missing[0]}' missing (poses are needed to backproject)")
     L, apix = int(opt["rlnImageSize"]), float(opt["rlnImagePixelSize"])

@@ -39,10 +39,10 @@ def rebase_image_names(names, star_path) -> list[str]:
 
 def group_star(raw, space_rows):
     """Original-size particles of `space_rows` with their estimated poses (origins in Å: pixel-size free)."""
-    from cryopipe.analysis.errors import EULER, ORIGIN
+    from cryopipe.io.star import POSE
 
     out = raw.iloc[space_rows["particle"].to_numpy()].copy()
-    out[EULER + ORIGIN] = space_rows[EULER + ORIGIN].to_numpy()
+    out[POSE] = space_rows[POSE].to_numpy()
     # Half sets by particle parity: the same particle is in the same half in every group and run.
     out["rlnRandomSubset"] = space_rows["particle"].to_numpy() % 2 + 1
     out["rlnClassNumber"] = space_rows["group"].to_numpy() + 1
@@ -56,7 +56,7 @@ def main(args) -> None:
     from cryopipe.analysis.groups import assign_groups, n_groups
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import read_star, write_star
+    from cryopipe.io.star import EULER, read_star, write_star
     from cryopipe.plots import save_groups
 
     prm = resolve_params(args, params_from_config)
@@ -84,9 +84,7 @@ def main(args) -> None:
     for g, path in enumerate(args.groups):
         write_star(path, group_star(raw, table[table["group"] == g]), optics)
     cols = (
-        ["particle", "source", "group", "pc1", "pc2"]
-        + (["umap1", "umap2"] if "umap1" in table.columns else [])
-        + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+        ["particle", "source", "group", "pc1", "pc2"] + (["umap1", "umap2"] if "umap1" in table.columns else []) + EULER
     )
     with atomic_path(args.out) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")

@@ -75,6 +75,7 @@ def main(args) -> None:
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.mrc import read_mrc
+    from cryopipe.io.star import EULER
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_fsc
     from cryopipe.structure.conformations import truth_motion
@@ -99,8 +100,8 @@ def main(args) -> None:
         members = groups.loc[groups["group"] == g, "particle"].to_numpy()
         freq = np.arange(L // 2) / (L * apix)
         row: dict[str, float] = {"group": g, "images": len(members)}
-        if {"rlnAngleRot", "rlnAngleTilt"} <= set(groups.columns):
-            sel = groups.loc[groups["group"] == g, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
+        if set(EULER) <= set(groups.columns):
+            sel = groups.loc[groups["group"] == g, EULER].to_numpy()
             row["view concentration"] = view_concentration(sel)
         empty = not np.any(h1) or not np.any(h2)
         fh = np.full(L // 2, np.nan) if empty else fsc(torch.as_tensor(h1) * mask, torch.as_tensor(h2) * mask)[1]

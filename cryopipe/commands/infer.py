@@ -35,7 +35,7 @@ def predict_star(models, particles, optics, star_path, batch_size: int, device, 
 
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import split_image_name, write_star
+    from cryopipe.io.star import EULER, ORIGIN, split_image_name, write_star
     from cryopipe.nn.data import ParticleDataset
     from cryopipe.nn.infer import load_model, predict
 
@@ -45,8 +45,8 @@ def predict_star(models, particles, optics, star_path, batch_size: int, device, 
         raise CryopipeError(f"the models given predict no {missing[0]}; give a checkpoint for each kind")
     modes = load_model(models[0])[2]["modes"]
     out = particles.copy()
-    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = pred["euler"].T
-    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = pred["shifts"].T
+    out[EULER] = pred["euler"]
+    out[ORIGIN] = pred["shifts"]
     table = pd.DataFrame(pred["amplitudes"], columns=modes)
     table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
     write_star(out_star, out, optics)

@@ -34,9 +34,8 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
     """One row per image in the space: set-2 predictions, plus kept set-1 alignment estimates if pooled."""
     import pandas as pd
 
-    from cryopipe.analysis.errors import EULER, ORIGIN
     from cryopipe.errors import CryopipeError
-    from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.io.star import EULER, ORIGIN, read_star, split_image_name
     from cryopipe.structure.conformations import mode_columns
 
     def load(star, amps, source):

@@ -51,13 +51,12 @@ def add_args(p) -> None:
 def main(args) -> None:
     import numpy as np
     import pandas as pd
-    import torch
 
+    from cryopipe.analysis.errors import angle_errors, rotation_matrices
     from cryopipe.commands.align import load_reference, make_aligner
     from cryopipe.errors import CryopipeError
-    from cryopipe.geometry import angular_distance, euler_to_matrix
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import load_images, read_star, split_image_name, write_star
+    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, load_images, read_star, split_image_name, write_star
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_refinement
     from cryopipe.structure.conformations import amplitude_columns
@@ -78,29 +77,27 @@ def main(args) -> None:
     if absent:
         raise CryopipeError(f"{args.amplitudes}: no row for particle {absent[0]} of {args.star}")
     a_net = amps.loc[ids, cols].to_numpy(dtype=np.float64)
-    R_net = euler_to_matrix(
-        torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64))
-    )
-    o_net = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64)
+    R_net = rotation_matrices(particles)
+    o_net = particles[ORIGIN].to_numpy(dtype=np.float64)
 
     second = load_reference(args.reference) if args.reference else None
     aligner = make_aligner(prm, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
     images = load_images(particles, args.star)
     res = aligner.align(
         images,
-        particles[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy(),
+        particles[DEFOCUS].to_numpy(),
         start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
         search=prm["search"] == "global",
         elastic=prm["mode"] == "elastic",
     )
 
     out = particles.copy()
-    out["rlnAngleRot"], out["rlnAngleTilt"], out["rlnAnglePsi"] = res["euler"].T
-    out["rlnOriginXAngst"], out["rlnOriginYAngst"] = res["origins"].T
+    out[EULER] = res["euler"]
+    out[ORIGIN] = res["origins"]
     table = pd.DataFrame(res["amplitudes"], columns=cols)
     table.insert(0, "particle", ids)
     table["cc"] = res["cc"]
-    table["angle_change"] = angular_distance(torch.tensor(res["rotations"]), R_net).numpy()
+    table["angle_change"] = angle_errors(res["rotations"], R_net)
     table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
     table["margin"] = res["margin"]
     if second is not None or prm["second_reference"]["pdb"]:
@@ -108,11 +105,7 @@ def main(args) -> None:
     errors = None
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[ids]
-        R_true = euler_to_matrix(torch.tensor(truth[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
-        errors = {
-            "network": angular_distance(R_net, R_true).numpy(),
-            "refined": angular_distance(torch.tensor(res["rotations"]), R_true).numpy(),
-        }
+        errors = {"network": angle_errors(R_net, truth), "refined": angle_errors(res["rotations"], truth)}
         print(
             f"refine: median angular error vs truth {np.median(errors['network']):.2f}° (network) → "
             f"{np.median(errors['refined']):.2f}° (refined)"

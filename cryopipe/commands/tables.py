@@ -48,8 +48,8 @@ def constant_estimates(align, names: list[str], index):
     import pandas as pd
     import torch
 
-    from cryopipe.analysis.errors import EULER, ORIGIN
     from cryopipe.geometry import quaternion_to_euler
+    from cryopipe.io.star import EULER, ORIGIN
     from cryopipe.nn.targets import constant_prediction, targets_from_tables
 
     c = constant_prediction({k: torch.as_tensor(v) for k, v in targets_from_tables(align, align, names).items()})
@@ -132,7 +132,8 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from cryopipe.analysis.path import along_path, angle_errors, end_separation, path_direction, tenths_table
+    from cryopipe.analysis.errors import angle_errors, rotation_matrices
+    from cryopipe.analysis.path import along_path, end_separation, path_direction, tenths_table
     from cryopipe.structure.conformations import MORPH_COLUMN
 
     R = Path(root)
@@ -145,7 +146,7 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     for label, stage in (("alignment, set 1", "align"), (f"{stage2}, set 2", stage2)):
         est, names, _ = indexed(R / stage / ds / "particles.star", R / stage / ds / "amplitudes.csv")
         t = truth.loc[est.index, MORPH_COLUMN].to_numpy()
-        ang = angle_errors(est, truth)
+        ang = angle_errors(rotation_matrices(est), truth.loc[est.index])
         c = path_direction(truth, names, MORPH_COLUMN)
         along = None if c is None else along_path(est[names].to_numpy(np.float64), c)
         table = tenths_table(t, ang, along)

@@ -36,7 +36,7 @@ def training_tables(prm: dict, star: str, amplitudes: str, split: str, truth: st
     import pandas as pd
 
     from cryopipe.errors import CryopipeError
-    from cryopipe.io.star import read_star, split_image_name
+    from cryopipe.io.star import POSE, read_star, split_image_name
     from cryopipe.structure.conformations import amplitude_columns
 
     particles, optics = read_star(star)
@@ -52,7 +52,7 @@ def training_tables(prm: dict, star: str, amplitudes: str, split: str, truth: st
         if not truth:
             raise CryopipeError("config key 'train.targets': ground_truth needs simulated data with a truth table")
         t = pd.read_csv(truth).set_index("particle").loc[table["particle"]]
-        for c in cols + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]:
+        for c in cols + POSE:
             table[c] = t[c].to_numpy()
     table = table[table["kept"].astype(bool)].reset_index(drop=True)
     return table, optics, cols

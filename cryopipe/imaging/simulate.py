@@ -25,6 +25,7 @@ from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.imaging.fourier import crop_centered, pad_centered, radial_mask
 from cryopipe.imaging.project import project_atoms
+from cryopipe.io.star import EULER, ORIGIN
 
 
 @dataclass
@@ -111,10 +112,10 @@ class Simulator:
         """Noiseless, CTF-free projections (B, L, L) of the deformed atoms at the batch's poses."""
         amps = self._tensor(batch[amp_cols].to_numpy())
         xyz = self.coords + torch.einsum("bk,knd->bnd", amps, self.modes)
-        A = euler_to_matrix(self._tensor(batch[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
+        A = euler_to_matrix(self._tensor(batch[EULER].to_numpy()))
         # Rotate and shift in float64, render in float32.
         xyz = (xyz @ A.transpose(-1, -2)).float()
-        origins = self._tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()).float()
+        origins = self._tensor(batch[ORIGIN].to_numpy()).float()
         eye = torch.eye(3, device=self.device).expand(len(batch), 3, 3)
         return project_atoms(
             xyz, self.weights, eye, origins, pixel_size=self.optics.pixel_size, size=self.optics.size, sigma=self.sigma
@@ -148,7 +149,7 @@ class Simulator:
         return self._ctf_filter_crop(pad_centered(self.clean(batch, amp_cols), self.padded), self.ctf_images(batch))
 
     def particle_mask(self, batch: pd.DataFrame) -> torch.Tensor:
-        centre = -self._tensor(batch[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()) / self.optics.pixel_size
+        centre = -self._tensor(batch[ORIGIN].to_numpy()) / self.optics.pixel_size
         return radial_mask(self.optics.size, self.mask_radius_px, centre, device=self.device)
 
     def signal_variance(self, signal: torch.Tensor, batch: pd.DataFrame) -> np.ndarray:

@@ -16,6 +16,11 @@ import pandas as pd
 from cryopipe.errors import CryopipeError
 from cryopipe.io.atomic import atomic_path
 
+# Column groups of a particle table (RELION 3.1 names), defined once.
+EULER = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]  # ZYZ, degrees
+ORIGIN = ["rlnOriginXAngst", "rlnOriginYAngst"]  # Å; the content moved by −origin (RELION)
+POSE = EULER + ORIGIN
+DEFOCUS = ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]  # Å, Å, degrees
 REQUIRED_OPTICS = ["rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"]
 
 

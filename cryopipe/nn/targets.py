@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 
 from cryopipe.geometry import euler_to_quaternion
+from cryopipe.io.star import EULER, ORIGIN
 
 
 def targets_from_tables(
@@ -14,10 +15,8 @@ def targets_from_tables(
 ) -> dict[str, np.ndarray]:
     """amplitudes (n, M) Å RMSD, orientation (n, 4) unit quaternions, shifts (n, 2) Å (rlnOriginX/YAngst)."""
     out = {
-        "orientation": euler_to_quaternion(
-            torch.tensor(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64))
-        ).numpy(),
-        "shifts": particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(dtype=np.float64),
+        "orientation": euler_to_quaternion(torch.tensor(particles[EULER].to_numpy(dtype=np.float64))).numpy(),
+        "shifts": particles[ORIGIN].to_numpy(dtype=np.float64),
     }
     if amplitudes is not None:
         out["amplitudes"] = amplitudes[amp_cols].to_numpy(dtype=np.float64)

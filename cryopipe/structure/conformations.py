@@ -23,6 +23,7 @@ import torch
 
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import matrix_to_euler, random_rotations
+from cryopipe.io.star import EULER, ORIGIN
 
 MORPH_COLUMN = "morph_fraction"  # truth of `morph` data: t of reference + t·(target − reference)
 
@@ -84,8 +85,8 @@ def draw_conformations(spec: dict, seed: int, mode_numbers, target_amplitudes=No
     table["label"] = label
     if spec["distribution"] == "morph":
         table[MORPH_COLUMN] = label
-    table["rlnAngleRot"], table["rlnAngleTilt"], table["rlnAnglePsi"] = euler.T
-    table["rlnOriginXAngst"], table["rlnOriginYAngst"] = shifts.T
+    table[EULER] = euler
+    table[ORIGIN] = shifts
     return table
 
 

@@ -147,10 +147,10 @@ def main() -> None:
     from cryopipe.align.model import heavy_atom_reference, residue_beads, second_reference_offset
     from cryopipe.align.outliers import fit_quality
     from cryopipe.align.recentre import recentred_displacement
-    from cryopipe.align.refine import Stage
     from cryopipe.align.run import Aligner, AlignSettings
     from cryopipe.analysis.errors import angle_errors, shift_errors_px
-    from cryopipe.config import validate_config
+    from cryopipe.commands.align import params_from_config
+    from cryopipe.config import default_config
     from cryopipe.io.star import DEFOCUS
     from cryopipe.structure.target import target_displacement
 
@@ -169,8 +169,8 @@ def main() -> None:
     )
     apix = 0.65 * 128 / args.size
     optics = {"voltage": 200.0, "spherical_aberration": 2.0, "amplitude_contrast": 0.1, "pixel_size": apix}
-    settings = AlignSettings(search_amplitudes=args.search_amplitudes, search_combinations=args.combinations)
-    settings.fine = [Stage(args.size, 5.0, 40, beads=False)]
+    align_params = {**params_from_config(default_config()), "search_amplitudes": args.search_amplitudes}
+    settings = AlignSettings.from_params({**align_params, "search_combinations": args.combinations}, args.size)
     keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
     if args.model_resolution:
         from cryopipe.imaging.project import sigma_for_resolution
@@ -202,7 +202,7 @@ def main() -> None:
     t_setup = time.process_time() - t0
     defocus = truth[DEFOCUS].to_numpy()
     res = aligner.align(imgs.numpy(), defocus, progress=False)
-    defaults = validate_config({})["align"]  # align.recentre and align.cc_threshold as a run would have them
+    defaults = default_config()["align"]  # align.recentre and align.cc_threshold as a run would have them
     for _ in range(args.recentre):
         rc = defaults["recentre"]
         disp, used, cc = recentred_displacement(

@@ -50,6 +50,8 @@ def main() -> None:
     from align import simulate_preprocessed  # benchmarks/align.py: the same simulation + preprocessing
 
     from cryopipe.analysis.errors import angle_errors, rotation_matrices
+    from cryopipe.commands.train import params_from_config
+    from cryopipe.config import default_config
     from cryopipe.geometry import quaternion_to_matrix
     from cryopipe.nn.engine import TrainSettings, fit
     from cryopipe.nn.heads import Regressor
@@ -110,15 +112,18 @@ def main() -> None:
         if args.epochs > 0:
             torch.manual_seed(args.seed)
             model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
-            st = TrainSettings(
-                epochs=args.epochs,
-                batch_size=args.batch,
-                lr=args.lr,
-                lr_step=max(args.epochs * 2 // 3, 1),
-                patience=args.epochs,
-                seed=args.seed,
+            st = TrainSettings.from_params(
+                {
+                    **params_from_config(default_config()),
+                    "epochs": args.epochs,
+                    "batch_size": args.batch,
+                    "lr": args.lr,
+                    "lr_step": max(args.epochs * 2 // 3, 1),
+                    "patience": args.epochs,
+                    "seed": args.seed,
+                    "augment_inplane": not args.no_augment,
+                },
                 device=args.device,
-                augment_inplane=not args.no_augment,
             )
             with tempfile.TemporaryDirectory() as out:
                 fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)

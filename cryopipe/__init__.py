@@ -6,4 +6,9 @@ Units used everywhere in the package:
 - normal-mode amplitudes in Å of RMSD: amplitude 1 along one mode displaces the atoms by 1 Å RMSD.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one place for the version: pyproject.toml, read back from the installed metadata
+    __version__ = version("cryopipe")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"

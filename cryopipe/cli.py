@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from pathlib import Path
 
@@ -55,9 +56,29 @@ def _remove_outputs(args: argparse.Namespace, names) -> None:
                 Path(v).unlink()
 
 
-def main(argv=None) -> int:
+class _ConsoleHandler(logging.Handler):
+    """Library messages (`logging.getLogger("cryopipe....")`) on the standard output of the moment, as a
+    command's own prints: a Snakemake log, or a test that captures the output, gets both in order."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stdout, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging() -> None:
+    """INFO and above from cryopipe's library modules, once per process."""
+    logger = logging.getLogger("cryopipe")
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
+    logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
     from cryopipe.errors import CryopipeError
 
+    configure_logging()
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     mod = modules[args.command]

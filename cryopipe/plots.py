@@ -237,3 +237,32 @@ def save_benchmark_summary(path, summary) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_learning_curve(history, path) -> None:
+    """Training and validation loss per epoch (history: the engine's DataFrame), with the constant
+    prediction's validation loss as the line a network that learnt nothing sits on."""
+    import pandas as pd
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], label="train")
+    ax.plot(history["epoch"], history["val_loss"], label="validation")
+    if "constant_val_loss" in history and history["constant_val_loss"].notna().any():
+        # a network that learnt nothing from the images sits on this line
+        ax.axhline(
+            float(history["constant_val_loss"].iloc[-1]),
+            color="grey",
+            ls="--",
+            lw=1,
+            label="validation, constant prediction",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("L1 loss (standardised)")
+    losses = pd.concat([history["train_loss"], history["val_loss"]])
+    if losses.min() > 0 and losses.max() / losses.min() > 3:  # log only where it helps: else 3.5×10⁰ labels
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

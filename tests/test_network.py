@@ -12,7 +12,7 @@ from cryopipe.errors import CryopipeError
 from cryopipe.geometry import angular_distance, euler_to_matrix, quaternion_to_euler, quaternion_to_matrix
 from cryopipe.io.star import read_star
 from cryopipe.nn.data import ParticleDataset
-from cryopipe.nn.engine import TrainSettings, fit
+from cryopipe.nn.engine import fit
 from cryopipe.nn.heads import Regressor
 from cryopipe.nn.resnet import ResNet
 from cryopipe.nn.targets import (
@@ -23,7 +23,7 @@ from cryopipe.nn.targets import (
     quaternion_l1,
     targets_from_tables,
 )
-from helpers import run_cli
+from helpers import run_cli, train_settings
 
 
 def random_particles(n, seed=0):
@@ -104,7 +104,7 @@ class Tiny(torch.utils.data.Dataset):
 
 
 def test_resume_gives_identical_weights(tmp_path):
-    st = TrainSettings(epochs=3, batch_size=8, lr=1e-3, seed=5, patience=10)
+    st = train_settings(epochs=3, batch_size=8, lr=1e-3, seed=5, patience=10)
     meta = {"kinds": ["amplitudes"], "n_modes": 2}
 
     def new_model():
@@ -295,7 +295,7 @@ class Blobs(torch.utils.data.Dataset):
 
 
 def test_learning_is_measured_against_the_constant_prediction(tmp_path):
-    st = TrainSettings(epochs=4, batch_size=16, lr=1e-3, seed=0, patience=10, augment_inplane=False)
+    st = train_settings(epochs=4, batch_size=16, lr=1e-3, seed=0, patience=10, augment_inplane=False)
     torch.manual_seed(0)
     model = Regressor(("amplitudes",), 1, depth=18, dropout=0.0, image_size=24)
     hist = fit(model, Blobs(256, 0), Blobs(64, 1), st, tmp_path, meta={}, progress=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,16 +16,37 @@ from cryopipe.geometry import angular_distance, matrix_to_euler, rotation_grid
 
 @dataclass
 class AlignSettings:
-    grid_spacing: float = 15.0  # degrees of the SO(3) search grid
-    search_size: int = 32  # px of the global search
-    search_lowpass: float = 10.0  # Å
-    search_amplitudes: list[float] = field(default_factory=lambda: [-3.0, 0.0, 3.0])
-    search_combinations: str = "axes"  # "axes": 0 and each value along one mode at a time; "grid": all combinations
-    max_shift: float = 4.0  # Å searched around the box centre
-    candidates: int = 4  # refined per image before the best is kept
-    coarse: list[Stage] = field(default_factory=lambda: [Stage(32, 8.0, 40)])
-    fine: list[Stage] = field(default_factory=lambda: [Stage(64, 5.0, 40, beads=False)])
-    batch_size: int = 32
+    """The alignment's settings; built from the validated `align` config (`from_params`), whose schema
+    holds the defaults and their descriptions."""
+
+    grid_spacing: float  # degrees of the SO(3) search grid
+    search_size: int  # px of the global search
+    search_lowpass: float  # Å
+    search_amplitudes: list[float]
+    search_combinations: str  # "axes": 0 and each value along one mode at a time; "grid": all combinations
+    max_shift: float  # Å searched around the box centre
+    candidates: int  # refined per image before the best is kept
+    coarse: list[Stage]
+    fine: list[Stage]
+    batch_size: int
+
+    @classmethod
+    def from_params(cls, prm: dict, image_size: int) -> AlignSettings:
+        """From the align stage's params (`cryopipe.commands.align.params_from_config`) for images of
+        `image_size` px: the coarse stage on the search grid, the fine one on the full image."""
+        search = min(prm["search_size"], image_size)
+        return cls(
+            grid_spacing=prm["grid_spacing"],
+            search_size=search,
+            search_lowpass=prm["search_lowpass"],
+            search_amplitudes=prm["search_amplitudes"],
+            search_combinations=prm["search_combinations"],
+            max_shift=prm["max_shift"],
+            candidates=prm["candidates"],
+            batch_size=prm["batch_size"],
+            coarse=[Stage(search, prm["coarse_lowpass"], prm["coarse_steps"])] if prm["coarse_steps"] else [],
+            fine=[Stage(image_size, prm["fine_lowpass"], prm["fine_steps"], beads=False)] if prm["fine_steps"] else [],
+        )
 
 
 def amplitude_starts(values: list[float], n_modes: int, combinations: str) -> torch.Tensor:

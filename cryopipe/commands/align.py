@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out_star", "amplitudes", "kept", "plot", "out_reference"]
@@ -16,7 +18,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**a, "device": cfg["device"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="image set 1 STAR (from preprocess)")
     p.add_argument("--atoms", required=True)
@@ -30,26 +32,6 @@ def add_args(p) -> None:
         "--out-reference",
         help="output .npz: the second reference's displacement field (N, 3) that the fit used "
         "(align.second_reference or re-centred; empty without one), for `refine`",
-    )
-
-
-def settings_from_params(prm: dict, image_size: int):
-    from cryopipe.align.refine import Stage
-    from cryopipe.align.run import AlignSettings
-
-    return AlignSettings(
-        grid_spacing=prm["grid_spacing"],
-        search_size=min(prm["search_size"], image_size),
-        search_lowpass=prm["search_lowpass"],
-        search_amplitudes=prm["search_amplitudes"],
-        search_combinations=prm["search_combinations"],
-        max_shift=prm["max_shift"],
-        candidates=prm["candidates"],
-        batch_size=prm["batch_size"],
-        coarse=[Stage(min(prm["search_size"], image_size), prm["coarse_lowpass"], prm["coarse_steps"])]
-        if prm["coarse_steps"]
-        else [],
-        fine=[Stage(image_size, prm["fine_lowpass"], prm["fine_steps"], beads=False)] if prm["fine_steps"] else [],
     )
 
 
@@ -71,7 +53,7 @@ def make_aligner(prm: dict, atoms, modes, opt, second=None):
     """The Aligner for these settings, reference atoms + modes (`Atoms`, `Modes`) and one optics row of a STAR
     file. `second`: the displacement (N, 3) of a second reference (default: align.second_reference.pdb, if set)."""
     from cryopipe.align.model import heavy_atom_reference, residue_beads
-    from cryopipe.align.run import Aligner
+    from cryopipe.align.run import Aligner, AlignSettings
     from cryopipe.device import pick_device
     from cryopipe.imaging.project import sigma_for_resolution
 
@@ -83,7 +65,7 @@ def make_aligner(prm: dict, atoms, modes, opt, second=None):
     return Aligner(
         heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
         residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset),
-        settings_from_params(prm, L),
+        AlignSettings.from_params(prm, L),
         star_optics(opt),
         L,
         device=pick_device(prm["device"]),
@@ -126,7 +108,7 @@ def second_reference(spec: dict, atoms, vectors, displacement=None):
     return offset, amps
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["half1", "half2", "map"]
@@ -11,7 +13,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**cfg["analysis"]["backproject"], "device": cfg["device"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="particles with poses, CTF and original images (a group STAR)")
     p.add_argument("--half1", required=True, help="output half map 1 (.mrc)")
@@ -19,7 +21,7 @@ def add_args(p) -> None:
     p.add_argument("--map", required=True, help="output full map (.mrc)")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import time
 
     import numpy as np

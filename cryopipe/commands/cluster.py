@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out", "groups", "plot"]
@@ -11,7 +13,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**cfg["analysis"]["cluster"], "seed": cfg["seed"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--space", required=True, help="analysis/<dataset>/space.csv from `reduce`")
     p.add_argument(
@@ -49,7 +51,7 @@ def group_star(raw, space_rows):
     return out
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 

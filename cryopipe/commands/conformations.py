@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out", "plot"]
@@ -16,7 +18,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**c, "seed": cfg["seed"], "pixel_size": cfg["simulate"]["pixel_size"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--modes", required=True, help="modes .npz")
     p.add_argument("--atoms", required=True, help="reference atoms .npz (for the interpolate distribution)")
@@ -39,7 +41,7 @@ def target_amplitudes(prm: dict, atoms, mode_vectors):
     return project_displacement(moved.displacement, mode_vectors)
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
 
     from cryopipe.io.atomic import atomic_path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["fsc", "resolutions", "plot"]
@@ -13,7 +15,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**cfg["analysis"]["evaluate"], "resolution": cfg["reference"]["resolution"], **motion_params(cfg)}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--groups-table", required=True, help="analysis/<dataset>/groups.csv from `cluster`")
     p.add_argument("--half1", required=True, nargs="+", help="half map 1 of each group, in group order")
@@ -66,7 +68,7 @@ def view_concentration(euler) -> float:
     return float(A[:, 2, :].mean(0).norm())  # the beam direction in the volume frame is A's third row
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
     import torch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out"]
@@ -11,7 +13,7 @@ def params_from_config(cfg: dict) -> dict:
     return dict(cfg["data"]["import"])
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--out", required=True, help="output RELION 3.1 particles.star")
 
@@ -33,7 +35,7 @@ def check_particles(particles, optics, star_path, allow_subset: bool = False) ->
         raise CryopipeError(f"{star_path}: particle table lacks column rlnDefocusU")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     from cryopipe.errors import CryopipeError
     from cryopipe.io.star import read_star, resolve_stack_path, split_image_name, write_star
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out_star", "amplitudes", "test_star", "test_amplitudes"]
@@ -11,7 +13,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**cfg["infer"], "device": cfg["device"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="images to predict (preprocess/<dataset>/set2.star)")
     p.add_argument(
@@ -55,7 +57,7 @@ def predict_star(models, particles, optics, star_path, batch_size: int, device, 
     return rate
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from cryopipe.device import pick_device

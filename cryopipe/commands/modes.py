@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out", "nmd"]
@@ -11,14 +13,14 @@ def params_from_config(cfg: dict) -> dict:
     return dict(cfg["modes"])
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--pdb", required=True, help="centred reference PDB (from `reference`)")
     p.add_argument("--out", required=True, help="output modes .npz (amplitude 1 = 1 Å RMSD)")
     p.add_argument("--nmd", required=True, help="output .nmd for VMD's NMWiz")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import prody
 
     from cryopipe.io.atomic import atomic_path

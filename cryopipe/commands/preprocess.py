@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out_star", "out_mrcs", "split", "set1", "set2", "preview"]
@@ -19,7 +21,7 @@ def params_from_config(cfg: dict) -> dict:
     return p
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="input RELION 3.1 particles.star (from simulate or import)")
     p.add_argument("--out-star", required=True)
@@ -30,7 +32,7 @@ def add_args(p) -> None:
     p.add_argument("--preview", required=True, help="output montage (.png)")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
     from tqdm import tqdm

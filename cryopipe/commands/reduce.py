@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out", "pca", "plot"]
@@ -18,7 +20,7 @@ def params_from_config(cfg: dict) -> dict:
     }
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--infer-star", required=True, help="infer/<dataset>/particles.star (image set 2, predicted poses)")
     p.add_argument("--infer-amplitudes", required=True, help="infer/<dataset>/amplitudes.csv")
@@ -65,7 +67,7 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
     return pd.concat(parts, ignore_index=True).sort_values("particle", kind="stable").reset_index(drop=True), names
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import json
 
     import pandas as pd

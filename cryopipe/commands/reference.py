@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["atoms", "pdb_out", "map"]
@@ -11,14 +13,14 @@ def params_from_config(cfg: dict) -> dict:
     return {**cfg["reference"], "box": cfg["simulate"]["box"], "pixel_size": cfg["simulate"]["pixel_size"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--atoms", required=True, help="output .npz of centred atoms")
     p.add_argument("--pdb-out", required=True, help="output centred PDB of the selected atoms")
     p.add_argument("--map", required=True, help="output reference map .mrc")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import torch
 
     from cryopipe.imaging.project import atoms_to_map, sigma_for_resolution

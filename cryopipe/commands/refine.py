@@ -10,6 +10,8 @@ The best-correlating candidate wins, so a refined pose never fits worse than the
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out_star", "out_amplitudes", "plot"]
@@ -25,7 +27,7 @@ def params_from_config(cfg: dict) -> dict:
     return {**a, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument(
         "--star", required=True, help="the network's predictions for image set 2 (infer/<dataset>/particles.star)"
@@ -48,7 +50,7 @@ def add_args(p) -> None:
     p.add_argument("--plot", required=True, help="output figure (.png)")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 

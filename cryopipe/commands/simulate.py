@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["star", "mrcs", "truth", "preview"]
@@ -46,7 +48,7 @@ def motion_params(cfg: dict) -> dict:
     }
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--dataset", required=True, help="grid point name, e.g. snr0.1_df0.5-2.0")
     p.add_argument("--atoms", required=True)
@@ -58,7 +60,7 @@ def add_args(p) -> None:
     p.add_argument("--preview", required=True, help="output montage of the first images (.png)")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
     from tqdm import tqdm

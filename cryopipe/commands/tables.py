@@ -8,6 +8,7 @@ a morph path between two structures, errors per tenth of the path (`cryopipe.ana
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 from cryopipe.commands import add_params_arg, resolve_params
@@ -29,7 +30,7 @@ def params_from_config(cfg: dict) -> dict:
     return {"datasets": grid, "results": cfg["results"], "refined": cfg["refine"]["mode"] != "none"}
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
     p.add_argument("--groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
@@ -167,7 +168,7 @@ def path_scores(root, ds: str, refined: bool) -> tuple[list[pd.DataFrame], dict]
     return tables, summary
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     import numpy as np

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["model", "history", "curve"]
@@ -18,7 +20,7 @@ def params_from_config(cfg: dict) -> dict:
     }
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--kind", required=True, choices=KIND_CHOICES, help="what this network predicts")
     p.add_argument("--star", required=True, help="aligned image set 1 (align/<dataset>/particles.star)")
@@ -58,7 +60,7 @@ def training_tables(prm: dict, star: str, amplitudes: str, split: str, truth: st
     return table, optics, cols
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
 
@@ -96,20 +98,7 @@ def main(args) -> None:
         "image_size": size,
         "targets": prm["targets"],
     }
-    st = TrainSettings(
-        epochs=prm["epochs"],
-        batch_size=prm["batch_size"],
-        lr=prm["lr"],
-        lr_step=prm["lr_step"],
-        weight_decay=prm["weight_decay"],
-        patience=prm["patience"],
-        seed=prm["seed"],
-        device=pick_device(prm["device"]),
-        amp=prm["amp"],
-        channels_last=prm["channels_last"],
-        num_workers=prm["num_workers"],
-        augment_inplane=prm["augment_inplane"],
-    )
+    st = TrainSettings.from_params(prm, device=pick_device(prm["device"]))
     out_dir = Path(args.model).parent
     print(
         f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "

@@ -7,6 +7,8 @@ group maps, so the PDB can be overlaid on them and played as a movie (ChimeraX: 
 
 from __future__ import annotations
 
+import argparse
+
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out"]
@@ -16,7 +18,7 @@ def params_from_config(cfg: dict) -> dict:
     return dict(cfg["analysis"]["trajectory"])
 
 
-def add_args(p) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--pca", required=True, help="analysis/<dataset>/pca.json from `reduce`")
     p.add_argument("--reference-pdb", required=True, help="reference/reference.pdb (centred, the atoms of the modes)")
@@ -34,7 +36,7 @@ def frames_along(pca, component: int, n_frames: int, extent: float):
     return pca.mean + t[:, None] * pca.axes[k], t
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import json
 
     import numpy as np

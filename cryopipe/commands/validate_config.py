@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 
-def add_args(p) -> None:
+
+def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="config.yaml")
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     import yaml
 
     from cryopipe.config import load_config

@@ -77,6 +77,11 @@ def _check_consistency(cfg: dict, source: str) -> None:
         raise CryopipeError(f"{source}: config key 'analysis.cluster.bins': edges must increase")
 
 
+def default_config() -> dict:
+    """The schema's defaults alone (what an empty config.yaml means), validated."""
+    return validate_config({}, source="defaults")
+
+
 def load_config(path: str | os.PathLike) -> dict:
     import yaml
 

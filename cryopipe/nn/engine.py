@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sized
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import cast
 
@@ -26,22 +27,35 @@ from torch.utils.data import DataLoader, Dataset
 
 from cryopipe.nn.augment import random_inplane
 from cryopipe.nn.targets import constant_loss, loss_terms
+from cryopipe.plots import save_learning_curve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainSettings:
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-4
-    lr_step: int = 80  # epochs between divisions of the learning rate by 10
-    weight_decay: float = 1e-5
-    patience: int = 10  # epochs without validation improvement before stopping
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    num_workers: int = 0
-    augment_inplane: bool = True  # random in-plane rotation of each training image, targets rotated exactly
+    """The training engine's settings; built from the validated `train` config (`from_params`), whose
+    schema holds the defaults and their descriptions."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_step: int  # epochs between divisions of the learning rate by 10
+    weight_decay: float
+    patience: int  # epochs without validation improvement before stopping
+    seed: int
+    device: str
+    amp: bool  # bf16 autocast on CUDA
+    channels_last: bool  # on CUDA
+    num_workers: int
+    augment_inplane: bool  # random in-plane rotation of each training image, targets rotated exactly
+
+    @classmethod
+    def from_params(cls, prm: dict, device: str | None = None) -> TrainSettings:
+        """From the train stage's params (`cryopipe.commands.train.params_from_config`); `device` (e.g. the
+        one `pick_device` resolved) replaces the params' own."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{**{k: prm[k] for k in names}, **({"device": device} if device is not None else {})})
 
     def fingerprint(self, extra: dict | None = None) -> str:
         keep = {k: v for k, v in asdict(self).items() if k not in ("device", "num_workers")}
@@ -53,7 +67,8 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _collate(batch):
+def collate(batch):
+    """(images (B, 1, L, L), targets {kind: (B, ...)}, indices (B,)) from `ParticleDataset` items."""
     imgs = torch.stack([b[0] for b in batch])
     targets = {k: torch.stack([b[1][k] for b in batch]) for k in batch[0][1]}
     return imgs, targets, torch.tensor([b[2] for b in batch])
@@ -63,33 +78,6 @@ def _save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def plot_learning_curve(history: pd.DataFrame, path: Path) -> None:
-    from cryopipe.plots import _plt
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(history["epoch"], history["train_loss"], label="train")
-    ax.plot(history["epoch"], history["val_loss"], label="validation")
-    if "constant_val_loss" in history and history["constant_val_loss"].notna().any():
-        # a network that learnt nothing from the images sits on this line
-        ax.axhline(
-            float(history["constant_val_loss"].iloc[-1]),
-            color="grey",
-            ls="--",
-            lw=1,
-            label="validation, constant prediction",
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("L1 loss (standardised)")
-    losses = pd.concat([history["train_loss"], history["val_loss"]])
-    if losses.min() > 0 and losses.max() / losses.min() > 3:  # log only where it helps: else 3.5×10⁰ labels
-        ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def evaluate(model, loader, device, amp: bool) -> float:
@@ -158,14 +146,14 @@ def fit(
             sched.load_state_dict(ck["scheduler"])
             start, best, bad, history = ck["epoch"] + 1, ck["best_val"], ck["bad_epochs"], ck["history"]
             if rank == 0:
-                print(f"resuming from epoch {ck['epoch']} ({last})")
+                log.info("resuming from epoch %d (%s)", ck["epoch"], last)
         elif rank == 0:
-            print(f"{last} was written with other settings; starting afresh")
+            log.info("%s was written with other settings; starting afresh", last)
     baseline = _constant_baseline(train_ds, val_ds)
     if rank == 0 and baseline == baseline:
-        print(f"validation loss of the best constant prediction (a network that learns nothing): {baseline:.4f}")
+        log.info("validation loss of the best constant prediction (a network that learns nothing): %.4f", baseline)
     val_loader = DataLoader(
-        val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=_collate, num_workers=st.num_workers
+        val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=collate, num_workers=st.num_workers
     )
     done_here = 0
     for epoch in range(start, st.epochs + 1):
@@ -184,7 +172,7 @@ def fit(
             train_ds,
             batch_size=st.batch_size,
             sampler=sampler,
-            collate_fn=_collate,
+            collate_fn=collate,
             num_workers=st.num_workers,
             pin_memory=cuda,
         )
@@ -242,11 +230,14 @@ def fit(
                 _save({"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_loss": val}, out_dir / "best.pt")
             frame = pd.DataFrame(history)
             frame.to_csv(out_dir / "history.csv", index=False)
-            plot_learning_curve(frame, out_dir / "learning_curve.png")
-            print(
-                f"epoch {epoch}: train {history[-1]['train_loss']:.4f} val {val:.4f} "
-                f"({history[-1]['train_images_per_s']:.1f} images/s){' *' if improved else ''}",
-                flush=True,
+            save_learning_curve(frame, out_dir / "learning_curve.png")
+            log.info(
+                "epoch %d: train %.4f val %.4f (%.1f images/s)%s",
+                epoch,
+                history[-1]["train_loss"],
+                val,
+                history[-1]["train_images_per_s"],
+                " *" if improved else "",
             )
         done_here += 1
         if stop_after is not None and done_here >= stop_after:

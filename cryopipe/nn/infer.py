@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cryopipe.geometry import quaternion_to_euler
-from cryopipe.nn.engine import _collate
+from cryopipe.nn.engine import collate
 from cryopipe.nn.heads import Regressor
 from cryopipe.nn.targets import Standardiser
 
@@ -36,7 +36,7 @@ def predict(
 
     dev = torch.device(device)
     loaded = [load_model(p, dev) for p in checkpoints]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     parts: dict[str, list] = {}
     t0 = time.perf_counter()
     with torch.no_grad():

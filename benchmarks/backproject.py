@@ -223,11 +223,11 @@ def run_ours(args, out: Path, pad: int, env: dict) -> dict:
         json.dumps(params),
         "--star",
         out / "particles.star",
-        "--half1",
+        "--out-half1",
         d / "half1.mrc",
-        "--half2",
+        "--out-half2",
         d / "half2.mrc",
-        "--map",
+        "--out-map",
         d / "map.mrc",
     ]
     shim = (sys.executable, "cryopipe.commands.backproject", "cryopipe.cli:main")

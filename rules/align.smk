@@ -32,5 +32,5 @@ rule align:
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "python -m cryopipe align --params {params.cfg:q} --star {input.star} --atoms {input.atoms}"
-        " --modes {input.modes} {params.truth} --out-star {output.star} --amplitudes {output.amplitudes}"
-        " --kept {output.kept} --plot {output.plot} --out-reference {output.reference} > {log} 2>&1"
+        " --modes {input.modes} {params.truth} --out-star {output.star} --out-amplitudes {output.amplitudes}"
+        " --out-kept {output.kept} --out-plot {output.plot} --out-reference {output.reference} > {log} 2>&1"

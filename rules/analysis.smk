@@ -35,8 +35,8 @@ rule reduce:
         ),
     shell:
         "NUMBA_NUM_THREADS={threads} python -m cryopipe reduce --params {params.cfg:q} --infer-star {input.star}"
-        " --infer-amplitudes {input.amplitudes} {params.extra} --out {output.space} --pca {output.pca}"
-        " --plot {output.plot} > {log} 2>&1"
+        " --infer-amplitudes {input.amplitudes} {params.extra} --out-space {output.space} --out-pca {output.pca}"
+        " --out-plot {output.plot} > {log} 2>&1"
 
 
 rule cluster:
@@ -66,7 +66,7 @@ rule cluster:
         cfg=stage_params("cluster"),
     shell:
         "python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
-        " --raw-star {input.raw} --out {output.table} --groups {output.stars} --plot {output.plot} > {log} 2>&1"
+        " --raw-star {input.raw} --out-table {output.table} --out-groups {output.stars} --out-plot {output.plot} > {log} 2>&1"
 
 
 rule backproject:
@@ -89,8 +89,8 @@ rule backproject:
     params:
         cfg=stage_params("backproject"),
     shell:
-        "python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --half1 {output.half1}"
-        " --half2 {output.half2} --map {output.map} > {log} 2>&1"
+        "python -m cryopipe backproject --params {params.cfg:q} --star {input.star} --out-half1 {output.half1}"
+        " --out-half2 {output.half2} --out-map {output.map} > {log} 2>&1"
 
 
 rule evaluate:
@@ -129,7 +129,7 @@ rule evaluate:
     shell:
         "python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
         " --half1 {input.half1} --half2 {input.half2} --maps {input.maps} --atoms {input.atoms} --modes {input.modes}"
-        " {params.truth} --fsc {output.fsc} --resolutions {output.resolutions} --plot {output.plot} > {log} 2>&1"
+        " {params.truth} --out-fsc {output.fsc} --out-resolutions {output.resolutions} --out-plot {output.plot} > {log} 2>&1"
 
 
 rule trajectory:
@@ -153,7 +153,7 @@ rule trajectory:
         cfg=stage_params("trajectory"),
     shell:
         "python -m cryopipe trajectory --params {params.cfg:q} --pca {input.pca} --reference-pdb {input.pdb}"
-        " --modes {input.modes} --out {output.pdbs} > {log} 2>&1"
+        " --modes {input.modes} --out-pdbs {output.pdbs} > {log} 2>&1"
 
 
 rule benchmark_tables:
@@ -179,5 +179,5 @@ rule benchmark_tables:
     params:
         cfg=stage_params("tables"),
     shell:
-        "python -m cryopipe tables --params {params.cfg:q} --parameters {output.parameters}"
-        " --groups {output.groups} --summary {output.summary} --path {output.path} --plot {output.plot} > {log} 2>&1"
+        "python -m cryopipe tables --params {params.cfg:q} --out-parameters {output.parameters}"
+        " --out-groups {output.groups} --out-summary {output.summary} --out-path {output.path} --out-plot {output.plot} > {log} 2>&1"

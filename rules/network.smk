@@ -33,8 +33,8 @@ rule train:
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "{params.launch} cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
-        " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --model {output.model}"
-        " --history {output.history} --curve {output.curve} > {log} 2>&1"
+        " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --out-model {output.model}"
+        " --out-history {output.history} --out-curve {output.curve} > {log} 2>&1"
 
 
 rule infer:
@@ -64,8 +64,8 @@ rule infer:
         cfg=stage_params("infer"),
     shell:
         "python -m cryopipe infer --params {params.cfg:q} --star {input.star} --models {input.models}"
-        " --out-star {output.star} --amplitudes {output.amplitudes} --test-from {input.all_star} --split {input.split}"
-        " --test-star {output.test_star} --test-amplitudes {output.test_amplitudes} > {log} 2>&1"
+        " --out-star {output.star} --out-amplitudes {output.amplitudes} --preprocessed-star {input.all_star} --split {input.split}"
+        " --out-test-star {output.test_star} --out-test-amplitudes {output.test_amplitudes} > {log} 2>&1"
 
 
 rule refine:
@@ -103,4 +103,4 @@ rule refine:
     shell:
         "python -m cryopipe refine --params {params.cfg:q} --star {input.star} --amplitudes {input.amplitudes}"
         " --atoms {input.atoms} --modes {input.modes} --reference {input.reference} {params.truth} --out-star {output.star}"
-        " --out-amplitudes {output.amplitudes} --plot {output.plot} > {log} 2>&1"
+        " --out-amplitudes {output.amplitudes} --out-plot {output.plot} > {log} 2>&1"

@@ -27,5 +27,5 @@ rule preprocess:
         cfg=stage_params("preprocess"),
     shell:
         "python -m cryopipe preprocess --params {params.cfg:q} --star {input.star}"
-        " --out-star {output.star} --out-mrcs {output.mrcs} --split {output.split} --set1 {output.set1}"
-        " --set2 {output.set2} --preview {output.preview} > {log} 2>&1"
+        " --out-star {output.star} --out-mrcs {output.mrcs} --out-split {output.split} --out-set1 {output.set1}"
+        " --out-set2 {output.set2} --out-preview {output.preview} > {log} 2>&1"

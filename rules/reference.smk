@@ -17,7 +17,7 @@ rule reference:
         cfg=stage_params("reference"),
     shell:
         "python -m cryopipe reference --params {params.cfg:q}"
-        " --atoms {output.atoms} --pdb-out {output.pdb} --map {output.map} > {log} 2>&1"
+        " --out-atoms {output.atoms} --out-pdb {output.pdb} --out-map {output.map} > {log} 2>&1"
 
 
 rule modes:
@@ -40,4 +40,4 @@ rule modes:
         cfg=stage_params("modes"),
     shell:
         "python -m cryopipe modes --params {params.cfg:q}"
-        " --pdb {input.pdb} --out {output.modes} --nmd {output.nmd} > {log} 2>&1"
+        " --pdb {input.pdb} --out-modes {output.modes} --out-nmd {output.nmd} > {log} 2>&1"

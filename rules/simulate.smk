@@ -19,7 +19,7 @@ rule conformations:
         cfg=stage_params("conformations"),
     shell:
         "python -m cryopipe conformations --params {params.cfg:q} --modes {input.modes}"
-        " --atoms {input.atoms} --out {output.table} --plot {output.plot} > {log} 2>&1"
+        " --atoms {input.atoms} --out-truth {output.table} --out-plot {output.plot} > {log} 2>&1"
 
 
 # One job per SNR × defocus grid point: the grid values are in the dataset name, so editing
@@ -54,7 +54,7 @@ rule simulate:
     shell:
         "python -m cryopipe simulate --params {params.cfg:q} --dataset {wildcards.dataset}"
         " --atoms {input.atoms} --modes {input.modes} --conformations {input.conformations}"
-        " --star {output.star} --mrcs {output.mrcs} --truth {output.truth} --preview {output.preview} > {log} 2>&1"
+        " --out-star {output.star} --out-mrcs {output.mrcs} --out-truth {output.truth} --out-preview {output.preview} > {log} 2>&1"
 
 
 rule import_particles:
@@ -75,4 +75,4 @@ rule import_particles:
     params:
         cfg=stage_params("import_star"),
     shell:
-        "python -m cryopipe import --params {params.cfg:q} --out {output.star} > {log} 2>&1"
+        "python -m cryopipe import --params {params.cfg:q} --out-star {output.star} > {log} 2>&1"

@@ -23,11 +23,11 @@ def tiny_dataset(tmp_path_factory):
         "reference",
         "--params",
         stage_json("reference"),
-        "--atoms",
+        "--out-atoms",
         d / "atoms.npz",
-        "--pdb-out",
+        "--out-pdb",
         d / "ref.pdb",
-        "--map",
+        "--out-map",
         d / "map.mrc",
     )
     run_cli(
@@ -36,9 +36,9 @@ def tiny_dataset(tmp_path_factory):
         stage_json("modes"),
         "--pdb",
         d / "ref.pdb",
-        "--out",
+        "--out-modes",
         d / "modes.npz",
-        "--nmd",
+        "--out-nmd",
         d / "modes.nmd",
     )
     run_cli(
@@ -49,9 +49,9 @@ def tiny_dataset(tmp_path_factory):
         d / "modes.npz",
         "--atoms",
         d / "atoms.npz",
-        "--out",
+        "--out-truth",
         d / "truth.csv",
-        "--plot",
+        "--out-plot",
         d / "truth.png",
     )
     sim = d / "sim"
@@ -67,13 +67,13 @@ def tiny_dataset(tmp_path_factory):
         d / "modes.npz",
         "--conformations",
         d / "truth.csv",
-        "--star",
+        "--out-star",
         sim / "particles.star",
-        "--mrcs",
+        "--out-mrcs",
         sim / "particles.mrcs",
-        "--truth",
+        "--out-truth",
         sim / "truth.csv",
-        "--preview",
+        "--out-preview",
         sim / "preview.png",
     )
     return d

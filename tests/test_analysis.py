@@ -178,11 +178,11 @@ def test_backproject_cli_recovers_the_map_from_a_star(posed_stack):
         json.dumps(params),
         "--star",
         d / "particles.star",
-        "--half1",
+        "--out-half1",
         d / "h1.mrc",
-        "--half2",
+        "--out-half2",
         d / "h2.mrc",
-        "--map",
+        "--out-map",
         d / "map.mrc",
     )
     maps = {}
@@ -252,11 +252,11 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
         tmp_path / "space.csv",
         "--raw-star",
         sim / "particles.star",
-        "--out",
+        "--out-table",
         tmp_path / "groups.csv",
-        "--groups",
+        "--out-groups",
         *stars,
-        "--plot",
+        "--out-plot",
         tmp_path / "groups.png",
     )
     seen = []
@@ -287,11 +287,11 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
         tmp_path / "space.csv",
         "--raw-star",
         sim / "particles.star",
-        "--out",
+        "--out-table",
         tmp_path / "dense.csv",
-        "--groups",
+        "--out-groups",
         *stars,
-        "--plot",
+        "--out-plot",
         tmp_path / "dense.png",
     )
     labels = pd.read_csv(tmp_path / "dense.csv")["group"]
@@ -306,11 +306,11 @@ def test_cluster_writes_star_subsets_that_round_trip(tiny_dataset, tmp_path):
         tmp_path / "space.csv",
         "--raw-star",
         sim / "particles.star",
-        "--out",
+        "--out-table",
         tmp_path / "crowded.csv",
-        "--groups",
+        "--out-groups",
         *fresh,
-        "--plot",
+        "--out-plot",
         tmp_path / "crowded.png",
         check=False,
     )
@@ -338,7 +338,7 @@ def test_trajectory_frames_are_linear_along_the_axis(tiny_dataset, tmp_path):
         tiny_dataset / "ref.pdb",
         "--modes",
         tiny_dataset / "modes.npz",
-        "--out",
+        "--out-pdbs",
         *out,
     )
     ref = prody.parsePDB(str(tiny_dataset / "ref.pdb"))
@@ -400,11 +400,11 @@ def test_evaluate_scores_maps_against_the_true_centroid(tiny_dataset, tmp_path):
         tiny_dataset / "modes.npz",
         "--truth",
         tiny_dataset / "sim" / "truth.csv",
-        "--fsc",
+        "--out-fsc",
         tmp_path / "fsc.csv",
-        "--resolutions",
+        "--out-resolutions",
         tmp_path / "res.csv",
-        "--plot",
+        "--out-plot",
         tmp_path / "fsc.png",
     )
     res = pd.read_csv(tmp_path / "res.csv")
@@ -446,7 +446,7 @@ def test_params_planned_by_another_version_are_refused(tiny_dataset, tmp_path):
         tiny_dataset / "ref.pdb",
         "--modes",
         tiny_dataset / "modes.npz",
-        "--out",
+        "--out-pdbs",
         tmp_path / "t.pdb",
         check=False,
     )

@@ -89,13 +89,13 @@ def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
             tiny_dataset / "modes.npz",
             "--conformations",
             tiny_dataset / "truth.csv",
-            "--star",
+            "--out-star",
             out / "p.star",
-            "--mrcs",
+            "--out-mrcs",
             out / "p.mrcs",
-            "--truth",
+            "--out-truth",
             out / "t.csv",
-            "--preview",
+            "--out-preview",
             out / "p.png",
         )
         return (out / "p.mrcs").read_bytes()
@@ -117,13 +117,13 @@ def test_preprocess_outputs(tiny_dataset, tmp_path):
         tmp_path / "p.star",
         "--out-mrcs",
         tmp_path / "p.mrcs",
-        "--split",
+        "--out-split",
         tmp_path / "split.csv",
-        "--set1",
+        "--out-set1",
         tmp_path / "s1.star",
-        "--set2",
+        "--out-set2",
         tmp_path / "s2.star",
-        "--preview",
+        "--out-preview",
         tmp_path / "p.png",
     )
     _particles, optics = read_star(tmp_path / "p.star")
@@ -151,7 +151,7 @@ def test_import_then_preprocess(tiny_dataset, tmp_path):
     ]
     starfile.write(old, tmp_path / "user.star")
     cfg = {**TINY, "data": {"source": "import", "import": {"star": str(tmp_path / "user.star"), "pixel_size": apix}}}
-    run_cli("import", "--params", stage_json("import_star", cfg), "--out", tmp_path / "imported.star")
+    run_cli("import", "--params", stage_json("import_star", cfg), "--out-star", tmp_path / "imported.star")
     p, o = read_star(tmp_path / "imported.star")
     assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnVoltage"].iloc[0] == 200.0
     np.testing.assert_allclose(p["rlnOriginXAngst"], particles["rlnOriginXAngst"], atol=1e-5)
@@ -165,13 +165,13 @@ def test_import_then_preprocess(tiny_dataset, tmp_path):
         tmp_path / "p.star",
         "--out-mrcs",
         tmp_path / "p.mrcs",
-        "--split",
+        "--out-split",
         tmp_path / "split.csv",
-        "--set1",
+        "--out-set1",
         tmp_path / "s1.star",
-        "--set2",
+        "--out-set2",
         tmp_path / "s2.star",
-        "--preview",
+        "--out-preview",
         tmp_path / "p.png",
     )
     with mrcfile.open(tmp_path / "p.mrcs") as mrc:

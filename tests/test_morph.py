@@ -363,11 +363,11 @@ def test_morph_chain_cli(tmp_path):
         "reference",
         "--params",
         stage_json("reference", cfg),
-        "--atoms",
+        "--out-atoms",
         d / "atoms.npz",
-        "--pdb-out",
+        "--out-pdb",
         d / "ref.pdb",
-        "--map",
+        "--out-map",
         d / "map.mrc",
     )
     run_cli(
@@ -376,9 +376,9 @@ def test_morph_chain_cli(tmp_path):
         stage_json("modes", cfg),
         "--pdb",
         d / "ref.pdb",
-        "--out",
+        "--out-modes",
         d / "modes.npz",
-        "--nmd",
+        "--out-nmd",
         d / "m.nmd",
     )
     run_cli(
@@ -389,9 +389,9 @@ def test_morph_chain_cli(tmp_path):
         d / "modes.npz",
         "--atoms",
         d / "atoms.npz",
-        "--out",
+        "--out-truth",
         d / "truth.csv",
-        "--plot",
+        "--out-plot",
         d / "truth.png",
     )
     truth = pd.read_csv(d / "truth.csv")
@@ -408,7 +408,7 @@ def test_morph_chain_cli(tmp_path):
         CLOSED[1],
         "--min-overlap",
         "0.9",
-        "--out",
+        "--out-table",
         d / "overlap.csv",
     )
     ov = pd.read_csv(d / "overlap.csv")
@@ -428,13 +428,13 @@ def test_morph_chain_cli(tmp_path):
         d / "modes.npz",
         "--conformations",
         d / "truth.csv",
-        "--star",
+        "--out-star",
         d / "particles.star",
-        "--mrcs",
+        "--out-mrcs",
         d / "particles.mrcs",
-        "--truth",
+        "--out-truth",
         d / "sim_truth.csv",
-        "--preview",
+        "--out-preview",
         d / "preview.png",
     )
     common = [

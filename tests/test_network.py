@@ -152,7 +152,7 @@ def test_infer_writes_valid_star(tiny_dataset, tmp_path):
         tmp_path / "model.pt",
         "--out-star",
         tmp_path / "pred.star",
-        "--amplitudes",
+        "--out-amplitudes",
         tmp_path / "amps.csv",
     )
     particles, _optics = read_star(tmp_path / "pred.star")
@@ -189,7 +189,7 @@ def test_nan_in_stack_is_reported_with_particle_index(tiny_dataset, tmp_path):
         tmp_path / "model.pt",
         "--out-star",
         tmp_path / "p.star",
-        "--amplitudes",
+        "--out-amplitudes",
         tmp_path / "a.csv",
         check=False,
     )

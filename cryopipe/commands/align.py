@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "amplitudes", "kept", "plot", "out_reference"]
+OUTPUTS = ["out_star", "out_amplitudes", "out_kept", "out_plot", "out_reference"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -25,9 +25,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", required=True)
     p.add_argument("--truth", help="ground truth (simulated data): adds errors and the comparison plot")
     p.add_argument("--out-star", required=True, help="output STAR with the estimated angles and shifts")
-    p.add_argument("--amplitudes", required=True, help="output table: particle, amplitudes, cc, mahalanobis, kept")
-    p.add_argument("--kept", required=True, help="output STAR of the images kept by the outlier filter")
-    p.add_argument("--plot", required=True, help="output figure (.png)")
+    p.add_argument("--out-amplitudes", required=True, help="output table: particle, amplitudes, cc, mahalanobis, kept")
+    p.add_argument("--out-kept", required=True, help="output STAR of the images kept by the outlier filter")
+    p.add_argument("--out-plot", required=True, help="output figure (.png)")
     p.add_argument(
         "--out-reference",
         help="output .npz: the second reference's displacement field (N, 3) that the fit used "
@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> None:
                 table[f"{c}_true"] = truth[c].to_numpy()
         true_amps = truth.reindex(columns=cols).to_numpy(dtype=np.float64)  # NaN for a mode the truth lacks
         save_estimates_vs_truth(
-            args.plot,
+            args.out_plot,
             table[cols].to_numpy(),
             true_amps,
             cols,
@@ -198,10 +198,10 @@ def main(args: argparse.Namespace) -> None:
             f"{table['shift_error_px'].median():.3f} px, amplitude r {np.round(rs, 3).tolist()}"
         )
     else:
-        save_amplitude_pairs(args.plot, table[cols].to_numpy(), cols, color=table["cc"].to_numpy(), title=title)
+        save_amplitude_pairs(args.out_plot, table[cols].to_numpy(), cols, color=table["cc"].to_numpy(), title=title)
     write_star(args.out_star, out, optics)
-    write_star(args.kept, out[table["kept"].to_numpy()], optics)
-    with atomic_path(args.amplitudes) as tmp:
+    write_star(args.out_kept, out[table["kept"].to_numpy()], optics)
+    with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     if args.out_reference:
         save_reference(args.out_reference, second)

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["half1", "half2", "map"]
+OUTPUTS = ["out_half1", "out_half2", "out_map"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -16,9 +16,9 @@ def params_from_config(cfg: dict) -> dict:
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--star", required=True, help="particles with poses, CTF and original images (a group STAR)")
-    p.add_argument("--half1", required=True, help="output half map 1 (.mrc)")
-    p.add_argument("--half2", required=True, help="output half map 2 (.mrc)")
-    p.add_argument("--map", required=True, help="output full map (.mrc)")
+    p.add_argument("--out-half1", required=True, help="output half map 1 (.mrc)")
+    p.add_argument("--out-half2", required=True, help="output half map 2 (.mrc)")
+    p.add_argument("--out-map", required=True, help="output full map (.mrc)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> None:
     L, apix = int(opt["rlnImageSize"]), float(opt["rlnImagePixelSize"])
     if len(particles) < prm["min_images"]:
         # Too few images for a map (e.g. an empty polygon): write zeros so the group stays visible downstream.
-        for path in (args.half1, args.half2, args.map):
+        for path in (args.out_half1, args.out_half2, args.out_map):
             write_mrc(path, np.zeros((L, L, L), np.float32), apix)
         print(
             f"backproject: {len(particles)} images < analysis.backproject.min_images ({prm['min_images']}); empty maps"
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> None:
             device=pick_device(prm["device"]),
             progress=bar,
         )
-    for key, path in (("half1", args.half1), ("half2", args.half2), ("full", args.map)):
+    for key, path in (("half1", args.out_half1), ("half2", args.out_half2), ("full", args.out_map)):
         write_mrc(path, out[key].numpy().astype(np.float32), apix)
     dt = time.perf_counter() - t0
     print(

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out", "groups", "plot"]
+OUTPUTS = ["out_table", "out_groups", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -19,9 +19,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--raw-star", required=True, help="the original-size particles (simulate/ or import/ particles.star)"
     )
-    p.add_argument("--out", required=True, help="output table: particle, source, group, pc1, pc2")
-    p.add_argument("--groups", required=True, nargs="+", help="output STAR per group (group0.star ...), in order")
-    p.add_argument("--plot", required=True, help="output figure (.png)")
+    p.add_argument("--out-table", required=True, help="output table: particle, source, group, pc1, pc2")
+    p.add_argument("--out-groups", required=True, nargs="+", help="output STAR per group (group0.star ...), in order")
+    p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
 def rebase_image_names(names, star_path) -> list[str]:
@@ -63,8 +63,8 @@ def main(args: argparse.Namespace) -> None:
 
     prm = resolve_params(args, params_from_config)
     k = n_groups(prm)
-    if len(args.groups) != k:
-        raise CryopipeError(f"--groups: {len(args.groups)} files given for {k} groups (analysis.cluster)")
+    if len(args.out_groups) != k:
+        raise CryopipeError(f"--groups: {len(args.out_groups)} files given for {k} groups (analysis.cluster)")
     table = pd.read_csv(args.space)
     need = ["particle", "pc1"] + (["umap1", "umap2"] if prm["space"] == "umap" else [])
     missing = [c for c in need if c not in table.columns]
@@ -83,12 +83,12 @@ def main(args: argparse.Namespace) -> None:
         table["group"] = assign_groups(xy, table["pc1"].to_numpy(), prm, prm["seed"])
     except ValueError as e:
         raise CryopipeError(f"{args.space}: {e}") from None
-    for g, path in enumerate(args.groups):
+    for g, path in enumerate(args.out_groups):
         write_star(path, group_star(raw, table[table["group"] == g]), optics)
     cols = (
         ["particle", "source", "group", "pc1", "pc2"] + (["umap1", "umap2"] if "umap1" in table.columns else []) + EULER
     )
-    with atomic_path(args.out) as tmp:
+    with atomic_path(args.out_table) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")
     edges = None
     if prm["method"] == "pc1_bins":
@@ -96,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
         edges = prm["bins"] or np.quantile(pc1, np.linspace(0, 1, k + 1))[1:-1]
     counts = [int((table["group"] == g).sum()) for g in range(k)]
     save_groups(
-        args.plot,
+        args.out_plot,
         table,
         "umap" if prm["space"] == "umap" and prm["method"] != "pc1_bins" else "pca",
         edges,

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out", "plot"]
+OUTPUTS = ["out_truth", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -22,8 +22,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--modes", required=True, help="modes .npz")
     p.add_argument("--atoms", required=True, help="reference atoms .npz (for the interpolate distribution)")
-    p.add_argument("--out", required=True, help="output ground-truth table (.csv)")
-    p.add_argument("--plot", required=True, help="output plot of the amplitudes (.png)")
+    p.add_argument("--out-truth", required=True, help="output ground-truth table (.csv)")
+    p.add_argument("--out-plot", required=True, help="output plot of the amplitudes (.png)")
 
 
 def target_amplitudes(prm: dict, atoms, mode_vectors):
@@ -58,11 +58,11 @@ def main(args: argparse.Namespace) -> None:
         target = target_amplitudes(prm, Atoms.load(args.atoms), vectors)
         print(f"conformations: target amplitudes {np.round(target, 2).tolist()} Å RMSD")
     table = draw_conformations(prm, prm["seed"], prm["modes"], target)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(args.out_truth) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     cols = amplitude_columns(prm["modes"])
     save_amplitude_pairs(
-        args.plot,
+        args.out_plot,
         table[cols].to_numpy(),
         cols,
         color=table["label"].to_numpy(),

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["fsc", "resolutions", "plot"]
+OUTPUTS = ["out_fsc", "out_resolutions", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -24,9 +24,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atoms", required=True, help="reference/atoms.npz (the FSC mask; ground-truth maps)")
     p.add_argument("--modes", required=True, help="modes/modes.npz (ground-truth maps)")
     p.add_argument("--truth", help="ground truth (simulated data): FSC against each group's centroid conformation")
-    p.add_argument("--fsc", required=True, help="output curves (.csv: group, shell, frequency, fsc_half, fsc_truth)")
-    p.add_argument("--resolutions", required=True, help="output table per group (.csv)")
-    p.add_argument("--plot", required=True, help="output FSC figure (.png)")
+    p.add_argument("--out-fsc", required=True, help="curves (.csv: group, shell, frequency, fsc_half, fsc_truth)")
+    p.add_argument("--out-resolutions", required=True, help="output table per group (.csv)")
+    p.add_argument("--out-plot", required=True, help="output FSC figure (.png)")
 
 
 def centroid_map(truth, particles, atoms, motion, names, size: int, pixel_size: float, resolution: float):
@@ -125,12 +125,12 @@ def main(args: argparse.Namespace) -> None:
             if truth is not None:
                 plot_curves[f"group {g} vs truth"] = (freq, ft)
     table = pd.DataFrame(rows)
-    with atomic_path(args.fsc) as tmp:
+    with atomic_path(args.out_fsc) as tmp:
         pd.concat(curves, ignore_index=True).to_csv(tmp, index=False, float_format="%.5f")
-    with atomic_path(args.resolutions) as tmp:
+    with atomic_path(args.out_resolutions) as tmp:
         table.to_csv(tmp, index=False, float_format="%.3f")
     save_fsc(
-        args.plot, plot_curves, title="FSC (soft spherical mask): half maps, and full map vs ground-truth centroid"
+        args.out_plot, plot_curves, title="FSC (soft spherical mask): half maps, and full map vs ground-truth centroid"
     )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False))

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out"]
+OUTPUTS = ["out_star"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -15,7 +15,7 @@ def params_from_config(cfg: dict) -> dict:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
-    p.add_argument("--out", required=True, help="output RELION 3.1 particles.star")
+    p.add_argument("--out-star", required=True, help="output RELION 3.1 particles.star")
 
 
 def check_particles(particles, optics, star_path, allow_subset: bool = False) -> None:
@@ -54,5 +54,5 @@ def main(args: argparse.Namespace) -> None:
         i, stack = split_image_name(name)
         names.append(f"{i + 1:06d}@{resolve_stack_path(stack, prm['star'])}")
     particles["rlnImageName"] = names
-    write_star(args.out, particles, optics)
+    write_star(args.out_star, particles, optics)
     print(f"import: {len(particles)} particles from {prm['star']}, pixel {optics['rlnImagePixelSize'].iloc[0]} Å")

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "amplitudes", "test_star", "test_amplitudes"]
+OUTPUTS = ["out_star", "out_amplitudes", "out_test_star", "out_test_amplitudes"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -20,15 +20,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--models", required=True, nargs="+", help="trained checkpoints (model.pt), together covering every kind"
     )
     p.add_argument("--out-star", required=True, help="output STAR with the predicted angles and origins")
-    p.add_argument("--amplitudes", required=True, help="output table of the predicted amplitudes")
+    p.add_argument("--out-amplitudes", required=True, help="output table of the predicted amplitudes")
     p.add_argument(
-        "--test-from", help="preprocess/<dataset>/particles.star: also predict the small test subset of set 1"
+        "--preprocessed-star", help="preprocess/<dataset>/particles.star: also predict the small test subset of set 1"
     )
     p.add_argument("--split", help="preprocess/<dataset>/split.csv (which images are the small test subset)")
     p.add_argument(
-        "--test-star", help="output STAR of the small-test predictions (network vs alignment on unseen set-1 images)"
+        "--out-test-star",
+        help="STAR of the small-test predictions (network vs alignment on unseen set-1 images)",
     )
-    p.add_argument("--test-amplitudes", help="output table of the small-test amplitude predictions")
+    p.add_argument("--out-test-amplitudes", help="output table of the small-test amplitude predictions")
 
 
 def predict_star(models, particles, optics, star_path, batch_size: int, device, out_star, out_amplitudes) -> float:
@@ -66,16 +67,16 @@ def main(args: argparse.Namespace) -> None:
 
     prm = resolve_params(args, params_from_config)
     device = pick_device(prm["device"])
-    test_args = [args.test_from, args.split, args.test_star, args.test_amplitudes]
+    test_args = [args.preprocessed_star, args.split, args.out_test_star, args.out_test_amplitudes]
     if any(test_args) and not all(test_args):
         raise CryopipeError("--test-from, --split, --test-star and --test-amplitudes go together")
     particles, optics = read_star(args.star)
     rate = predict_star(
-        args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.amplitudes
+        args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.out_amplitudes
     )
     print(f"infer: {len(particles)} images of set 2 at {rate:.1f} images/s")
-    if args.test_from:
-        allp, all_optics = read_star(args.test_from)
+    if args.preprocessed_star:
+        allp, all_optics = read_star(args.preprocessed_star)
         split = pd.read_csv(args.split)
         if "subset" not in split.columns:
             raise CryopipeError(f"{args.split}: column 'subset' missing")
@@ -88,10 +89,10 @@ def main(args: argparse.Namespace) -> None:
             args.models,
             test,
             all_optics,
-            args.test_from,
+            args.preprocessed_star,
             prm["batch_size"],
             device,
-            args.test_star,
-            args.test_amplitudes,
+            args.out_test_star,
+            args.out_test_amplitudes,
         )
         print(f"infer: {len(test)} images of the small test subset of set 1 at {rate:.1f} images/s")

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out", "nmd"]
+OUTPUTS = ["out_modes", "out_nmd"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -16,8 +16,8 @@ def params_from_config(cfg: dict) -> dict:
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--pdb", required=True, help="centred reference PDB (from `reference`)")
-    p.add_argument("--out", required=True, help="output modes .npz (amplitude 1 = 1 Å RMSD)")
-    p.add_argument("--nmd", required=True, help="output .nmd for VMD's NMWiz")
+    p.add_argument("--out-modes", required=True, help="output modes .npz (amplitude 1 = 1 Å RMSD)")
+    p.add_argument("--out-nmd", required=True, help="output .nmd for VMD's NMWiz")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -32,8 +32,8 @@ def main(args: argparse.Namespace) -> None:
     modes, model, ca = compute_modes(
         sel, prm["method"], prm["n_modes"], prm["cutoff"], prm["gamma"], prm["rtb_block_size"]
     )
-    modes.save(args.out)
-    with atomic_path(args.nmd) as tmp:
+    modes.save(args.out_modes)
+    with atomic_path(args.out_nmd) as tmp:
         prody.writeNMD(str(tmp), model, ca if prm["method"] == "anm" else sel)
     print(
         f"modes: {prm['method']} {len(modes.numbers)} modes ({modes.numbers[0]}..{modes.numbers[-1]}) "

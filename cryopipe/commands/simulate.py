@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["star", "mrcs", "truth", "preview"]
+OUTPUTS = ["out_star", "out_mrcs", "out_truth", "out_preview"]
 
 
 def dataset_name(snr: float, defocus: list[float]) -> str:
@@ -54,10 +54,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atoms", required=True)
     p.add_argument("--modes", required=True)
     p.add_argument("--conformations", required=True, help="ground-truth table from `conformations`")
-    p.add_argument("--star", required=True, help="output particles.star")
-    p.add_argument("--mrcs", required=True, help="output particles.mrcs")
-    p.add_argument("--truth", required=True, help="output ground truth of this grid point (.csv)")
-    p.add_argument("--preview", required=True, help="output montage of the first images (.png)")
+    p.add_argument("--out-star", required=True, help="output particles.star")
+    p.add_argument("--out-mrcs", required=True, help="output particles.mrcs")
+    p.add_argument("--out-truth", required=True, help="output ground truth of this grid point (.csv)")
+    p.add_argument("--out-preview", required=True, help="output montage of the first images (.png)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -123,7 +123,7 @@ def main(args: argparse.Namespace) -> None:
     )
     bs = prm["batch_size"]
     batches = [(i, truth.iloc[i : i + bs]) for i in range(0, n, bs)]
-    with StackWriter(args.mrcs, n, prm["box"], prm["pixel_size"]) as out:
+    with StackWriter(args.out_mrcs, n, prm["box"], prm["pixel_size"]) as out:
         # Pass 1: noiseless signal into the stack, and its variance over each particle.
         var = np.zeros(n)
         for i, b in tqdm(batches, desc=f"{args.dataset} signal", mininterval=2):
@@ -153,19 +153,19 @@ def main(args: argparse.Namespace) -> None:
             "rlnDefocusAngle",
         ]
     ].copy()
-    particles.insert(0, "rlnImageName", image_names(args.mrcs, n))
+    particles.insert(0, "rlnImageName", image_names(args.out_mrcs, n))
     particles["rlnOpticsGroup"] = 1
     write_star(
-        args.star,
+        args.out_star,
         particles,
         make_optics(
             prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"]
         ),
     )
     truth["noise_variance"] = noise_var
-    with atomic_path(args.truth) as tmp:
+    with atomic_path(args.out_truth) as tmp:
         truth.to_csv(tmp, index=False, float_format="%.6f")
-    save_montage(args.preview, preview, f"{args.dataset}: first {len(preview)} of {n} particles")
+    save_montage(args.out_preview, preview, f"{args.dataset}: first {len(preview)} of {n} particles")
     print(
         f"simulate: {args.dataset}: {n} images {prm['box']}² px, mean signal var {var.mean():.4g}, "
         f"noise var {noise_var:.4g}"

@@ -16,7 +16,7 @@ from cryopipe.commands import add_params_arg, resolve_params
 if TYPE_CHECKING:
     import pandas as pd
 
-OUTPUTS = ["parameters", "groups", "summary", "path", "plot"]
+OUTPUTS = ["out_parameters", "out_groups", "out_summary", "out_path", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -32,13 +32,15 @@ def params_from_config(cfg: dict) -> dict:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
-    p.add_argument("--parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
-    p.add_argument("--groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
-    p.add_argument("--summary", required=True, help="output summary across the grid (.csv; .md beside)")
+    p.add_argument("--out-parameters", required=True, help="output parameter errors (.csv; .md written beside it)")
+    p.add_argument("--out-groups", required=True, help="output per-group counts and resolutions (.csv; .md beside)")
+    p.add_argument("--out-summary", required=True, help="output summary across the grid (.csv; .md beside)")
     p.add_argument(
-        "--path", required=True, help="output errors per tenth of a morph path (.csv; .md beside; no rows otherwise)"
+        "--out-path",
+        required=True,
+        help="errors per tenth of a morph path (.csv; .md beside; no rows otherwise)",
     )
-    p.add_argument("--plot", required=True, help="output summary figure (.png)")
+    p.add_argument("--out-plot", required=True, help="output summary figure (.png)")
 
 
 def constant_estimates(align, names: list[str], index):
@@ -223,16 +225,16 @@ def main(args: argparse.Namespace) -> None:
             s["best resolution vs truth @0.5 (Å)"] = float(groups["resolution vs truth @0.5 (Å)"].min())
         summary.append(s)
     tables = {
-        args.parameters: pd.DataFrame(param_rows),
-        args.groups: pd.concat(group_tables, ignore_index=True),
-        args.summary: pd.DataFrame(summary),
-        args.path: pd.concat(path_tables, ignore_index=True) if path_tables else pd.DataFrame(columns=["dataset"]),
+        args.out_parameters: pd.DataFrame(param_rows),
+        args.out_groups: pd.concat(group_tables, ignore_index=True),
+        args.out_summary: pd.DataFrame(summary),
+        args.out_path: pd.concat(path_tables, ignore_index=True) if path_tables else pd.DataFrame(columns=["dataset"]),
     }
     for path, df in tables.items():
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.4f")
         with atomic_path(Path(path).with_suffix(".md")) as tmp:
             tmp.write_text(to_markdown(df))
-    save_benchmark_summary(args.plot, tables[args.summary])
+    save_benchmark_summary(args.out_plot, tables[args.out_summary])
     with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(tables[args.summary].to_string(index=False))
+        print(tables[args.out_summary].to_string(index=False))

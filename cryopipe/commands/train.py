@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["model", "history", "curve"]
+OUTPUTS = ["out_model", "out_history", "out_curve"]
 KIND_CHOICES = ("amplitudes", "orientation", "shifts", "combined")
 
 
@@ -27,9 +27,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amplitudes", required=True, help="align/<dataset>/amplitudes.csv (amplitudes, kept)")
     p.add_argument("--split", required=True, help="preprocess/<dataset>/split.csv (train/validation/test)")
     p.add_argument("--truth", help="ground truth, for targets: ground_truth")
-    p.add_argument("--model", required=True, help="output: best weights + target statistics (.pt)")
-    p.add_argument("--history", required=True, help="output: per-epoch losses (.csv)")
-    p.add_argument("--curve", required=True, help="output: learning curve (.png)")
+    p.add_argument("--out-model", required=True, help="output: best weights + target statistics (.pt)")
+    p.add_argument("--out-history", required=True, help="output: per-epoch losses (.csv)")
+    p.add_argument("--out-curve", required=True, help="output: learning curve (.png)")
     p.add_argument("--stop-after", type=int, help="train at most this many epochs in this run; the next run resumes")
 
 
@@ -99,19 +99,19 @@ def main(args: argparse.Namespace) -> None:
         "targets": prm["targets"],
     }
     st = TrainSettings.from_params(prm, device=pick_device(prm["device"]))
-    out_dir = Path(args.model).parent
+    out_dir = Path(args.out_model).parent
     print(
         f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "
         f"targets from {prm['targets']}, device {st.device}"
     )
     # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).
     history = fit(model, dataset(train), dataset(val), st, out_dir, meta=meta, resume=True, stop_after=args.stop_after)
-    if Path(args.model).resolve() != (out_dir / "best.pt").resolve():
-        shutil.copyfile(out_dir / "best.pt", args.model)
-    if Path(args.history).resolve() != (out_dir / "history.csv").resolve():
-        shutil.copyfile(out_dir / "history.csv", args.history)
-    if Path(args.curve).resolve() != (out_dir / "learning_curve.png").resolve():
-        shutil.copyfile(out_dir / "learning_curve.png", args.curve)
+    if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
+        shutil.copyfile(out_dir / "best.pt", args.out_model)
+    if Path(args.out_history).resolve() != (out_dir / "history.csv").resolve():
+        shutil.copyfile(out_dir / "history.csv", args.out_history)
+    if Path(args.out_curve).resolve() != (out_dir / "learning_curve.png").resolve():
+        shutil.copyfile(out_dir / "learning_curve.png", args.out_curve)
     best = history["val_loss"].min()
     # absent from the history of a checkpoint written by an older version
     constant = float(history["constant_val_loss"].iloc[-1]) if "constant_val_loss" in history else float("nan")

@@ -11,7 +11,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out"]
+OUTPUTS = ["out_pdbs"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -23,7 +23,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pca", required=True, help="analysis/<dataset>/pca.json from `reduce`")
     p.add_argument("--reference-pdb", required=True, help="reference/reference.pdb (centred, the atoms of the modes)")
     p.add_argument("--modes", required=True, help="modes/modes.npz")
-    p.add_argument("--out", required=True, nargs="+", help="one output PDB per analysis.trajectory.components entry")
+    p.add_argument("--out-pdbs", required=True, nargs="+", help="one PDB per analysis.trajectory.components entry")
 
 
 def frames_along(pca, component: int, n_frames: int, extent: float):
@@ -49,8 +49,8 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.modes import Modes, deform
 
     prm = resolve_params(args, params_from_config)
-    if len(args.out) != len(prm["components"]):
-        raise CryopipeError(f"--out: {len(args.out)} files for {len(prm['components'])} components")
+    if len(args.out_pdbs) != len(prm["components"]):
+        raise CryopipeError(f"--out: {len(args.out_pdbs)} files for {len(prm['components'])} components")
     d = json.loads(open(args.pca).read())
     pca = PCA.from_dict(d)
     vectors = Modes.load(args.modes).select([int(n[4:]) for n in d["modes"]])
@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
     if sel.numAtoms() != vectors.shape[1]:
         raise CryopipeError(f"{args.reference_pdb}: {sel.numAtoms()} atoms, the modes have {vectors.shape[1]}")
     coords = sel.getCoords().astype(np.float64)
-    for comp, path in zip(prm["components"], args.out):
+    for comp, path in zip(prm["components"], args.out_pdbs):
         if comp > len(pca.variance):
             raise CryopipeError(
                 f"config key 'analysis.trajectory.components': PC{comp} does not exist ({len(pca.variance)} modes)"

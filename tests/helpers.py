@@ -82,6 +82,35 @@ def stage_json(stage: str, cfg: dict = TINY) -> str:
     return json.dumps(importlib.import_module(f"cryopipe.commands.{stage}").params_from_config(validate_config(cfg)))
 
 
+def run_structure_stages(d, cfg: dict = TINY) -> None:
+    """reference → modes → conformations into folder `d` through the CLI: atoms.npz, ref.pdb, map.mrc,
+    modes.npz, modes.nmd, truth.csv, truth.png."""
+    run_cli("reference", "--params", stage_json("reference", cfg), "--out-atoms", d / "atoms.npz",
+            "--out-pdb", d / "ref.pdb", "--out-map", d / "map.mrc")  # fmt: skip
+    run_cli("modes", "--params", stage_json("modes", cfg), "--pdb", d / "ref.pdb", "--out-modes", d / "modes.npz",
+            "--out-nmd", d / "modes.nmd")  # fmt: skip
+    run_cli("conformations", "--params", stage_json("conformations", cfg), "--modes", d / "modes.npz",
+            "--atoms", d / "atoms.npz", "--out-truth", d / "truth.csv", "--out-plot", d / "truth.png")  # fmt: skip
+
+
+def run_simulate(d, out, dataset: str, cfg: dict = TINY, check: bool = True) -> CliResult:
+    """`cryopipe simulate` of the structure stages in `d` (`run_structure_stages`) into folder `out`:
+    particles.star, particles.mrcs, truth.csv, preview.png."""
+    return run_cli("simulate", "--params", stage_json("simulate", cfg), "--dataset", dataset,
+                   "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--conformations", d / "truth.csv",
+                   "--out-star", out / "particles.star", "--out-mrcs", out / "particles.mrcs",
+                   "--out-truth", out / "truth.csv", "--out-preview", out / "preview.png", check=check)  # fmt: skip
+
+
+def run_preprocess(star, out, cfg: dict = TINY, check: bool = True) -> CliResult:
+    """`cryopipe preprocess` of `star` into folder `out`: particles.star, particles.mrcs, split.csv,
+    set1.star, set2.star, preview.png."""
+    return run_cli("preprocess", "--params", stage_json("preprocess", cfg), "--star", star,
+                   "--out-star", out / "particles.star", "--out-mrcs", out / "particles.mrcs",
+                   "--out-split", out / "split.csv", "--out-set1", out / "set1.star", "--out-set2", out / "set2.star",
+                   "--out-preview", out / "preview.png", check=check)  # fmt: skip
+
+
 def align_settings(image_size: int, **overrides):
     """`AlignSettings` as the default config makes them for `image_size` px images, with `overrides`."""
     from dataclasses import replace

@@ -489,7 +489,7 @@ def test_refine_cli_refits_set2_and_reports_bad_input(tiny_dataset, tmp_path):
         tmp_path / "out.star",
         "--out-amplitudes",
         tmp_path / "out.csv",
-        "--plot",
+        "--out-plot",
         tmp_path / "out.png",
     ]
     run_cli("refine", "--params", stage_json("refine", cfg), "--amplitudes", tmp_path / "net.csv", *common)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from helpers import TINY, run_cli, run_cli_subprocess, stage_json
+from helpers import TINY, run_cli, run_cli_subprocess, run_preprocess, run_simulate, stage_json
 
 
 def assert_one_line_error(proc, *needles):
@@ -45,26 +45,7 @@ def test_missing_or_empty_pdb(tmp_path, content):
 
 
 def preprocess(star, out):
-    return run_cli(
-        "preprocess",
-        "--params",
-        stage_json("preprocess"),
-        "--star",
-        star,
-        "--out-star",
-        out / "p.star",
-        "--out-mrcs",
-        out / "p.mrcs",
-        "--out-split",
-        out / "s.csv",
-        "--out-set1",
-        out / "1.star",
-        "--out-set2",
-        out / "2.star",
-        "--out-preview",
-        out / "p.png",
-        check=False,
-    )
+    return run_preprocess(star, out, check=False)
 
 
 def copy_dataset(tiny_dataset, tmp_path):
@@ -107,28 +88,7 @@ def test_non_positive_snr(tiny_dataset, tmp_path):
     )
     assert_one_line_error(proc, "simulate.grid.snr[1]")
     out = tmp_path / "sim"
-    proc = run_cli(
-        "simulate",
-        "--params",
-        stage_json("simulate"),
-        "--dataset",
-        "snr0_df1-2",
-        "--atoms",
-        tiny_dataset / "atoms.npz",
-        "--modes",
-        tiny_dataset / "modes.npz",
-        "--conformations",
-        tiny_dataset / "truth.csv",
-        "--out-star",
-        out / "p.star",
-        "--out-mrcs",
-        out / "p.mrcs",
-        "--out-truth",
-        out / "t.csv",
-        "--out-preview",
-        out / "p.png",
-        check=False,
-    )
+    proc = run_simulate(tiny_dataset, out, "snr0_df1-2", check=False)
     assert_one_line_error(proc, "SNR")
     assert not out.exists() or not any(out.iterdir())
 

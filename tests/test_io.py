@@ -7,7 +7,7 @@ import pytest
 import starfile
 
 from cryopipe.io.star import load_images, read_star, write_star
-from helpers import TINY, run_cli, stage_json
+from helpers import TINY, run_cli, run_preprocess, run_simulate, stage_json
 
 PARTICLE_COLUMNS = [
     "rlnImageName",
@@ -76,29 +76,8 @@ def test_relion30_star_is_converted(tiny_dataset, tmp_path):
 
 def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
     def simulate(seed, out):
-        cfg = {**TINY, "seed": seed}
-        run_cli(
-            "simulate",
-            "--params",
-            stage_json("simulate", cfg),
-            "--dataset",
-            "snr0.5_df1-2",
-            "--atoms",
-            tiny_dataset / "atoms.npz",
-            "--modes",
-            tiny_dataset / "modes.npz",
-            "--conformations",
-            tiny_dataset / "truth.csv",
-            "--out-star",
-            out / "p.star",
-            "--out-mrcs",
-            out / "p.mrcs",
-            "--out-truth",
-            out / "t.csv",
-            "--out-preview",
-            out / "p.png",
-        )
-        return (out / "p.mrcs").read_bytes()
+        run_simulate(tiny_dataset, out, "snr0.5_df1-2", {**TINY, "seed": seed})
+        return (out / "particles.mrcs").read_bytes()
 
     original = (tiny_dataset / "sim" / "particles.mrcs").read_bytes()
     assert simulate(TINY["seed"], tmp_path / "a") == original
@@ -107,32 +86,14 @@ def test_same_seed_same_bytes_different_seed_different(tiny_dataset, tmp_path):
 
 def test_preprocess_outputs(tiny_dataset, tmp_path):
     star = tiny_dataset / "sim" / "particles.star"
-    run_cli(
-        "preprocess",
-        "--params",
-        stage_json("preprocess"),
-        "--star",
-        star,
-        "--out-star",
-        tmp_path / "p.star",
-        "--out-mrcs",
-        tmp_path / "p.mrcs",
-        "--out-split",
-        tmp_path / "split.csv",
-        "--out-set1",
-        tmp_path / "s1.star",
-        "--out-set2",
-        tmp_path / "s2.star",
-        "--out-preview",
-        tmp_path / "p.png",
-    )
-    _particles, optics = read_star(tmp_path / "p.star")
+    run_preprocess(star, tmp_path)
+    _particles, optics = read_star(tmp_path / "particles.star")
     assert optics["rlnImageSize"].iloc[0] == 32
     assert optics["rlnImagePixelSize"].iloc[0] == 2.0 * 40 / 32
-    with mrcfile.open(tmp_path / "p.mrcs") as mrc:
+    with mrcfile.open(tmp_path / "particles.mrcs") as mrc:
         assert float(mrc.voxel_size.x) == 2.5 and mrc.data.shape == (24, 32, 32)
-    s1, _ = read_star(tmp_path / "s1.star")
-    s2, _ = read_star(tmp_path / "s2.star")
+    s1, _ = read_star(tmp_path / "set1.star")
+    s2, _ = read_star(tmp_path / "set2.star")
     assert len(s1) + len(s2) == 24 and not set(s1["rlnImageName"]) & set(s2["rlnImageName"])
     split = pd.read_csv(tmp_path / "split.csv")
     assert (split["image_set"] == 1).sum() == len(s1)
@@ -155,26 +116,8 @@ def test_import_then_preprocess(tiny_dataset, tmp_path):
     p, o = read_star(tmp_path / "imported.star")
     assert o["rlnImagePixelSize"].iloc[0] == apix and o["rlnVoltage"].iloc[0] == 200.0
     np.testing.assert_allclose(p["rlnOriginXAngst"], particles["rlnOriginXAngst"], atol=1e-5)
-    run_cli(
-        "preprocess",
-        "--params",
-        stage_json("preprocess", cfg),
-        "--star",
-        tmp_path / "imported.star",
-        "--out-star",
-        tmp_path / "p.star",
-        "--out-mrcs",
-        tmp_path / "p.mrcs",
-        "--out-split",
-        tmp_path / "split.csv",
-        "--out-set1",
-        tmp_path / "s1.star",
-        "--out-set2",
-        tmp_path / "s2.star",
-        "--out-preview",
-        tmp_path / "p.png",
-    )
-    with mrcfile.open(tmp_path / "p.mrcs") as mrc:
+    run_preprocess(tmp_path / "imported.star", tmp_path / "pre", cfg)
+    with mrcfile.open(tmp_path / "pre" / "particles.mrcs") as mrc:
         assert mrc.data.shape == (24, 32, 32)
 
 

@@ -92,13 +92,15 @@ def simulate_preprocessed(
         var = np.concatenate([sim.signal_variance(sig[i : i + 64], truth.iloc[i : i + 64]) for i in range(0, n, 64)])
         nv = noise_variance_for_snr(var, snr)
         sig = sig + torch.cat([sim.noise(truth.iloc[i : i + 64], nv, 0.5, seed, "bench") for i in range(0, n, 64)])
-    opt = {
+    optics_row = {
         "rlnVoltage": 200.0,
         "rlnSphericalAberration": 2.0,
         "rlnAmplitudeContrast": 0.1,
         "rlnImagePixelSize": apix_big,
     }
-    imgs = preprocess_batch(sig.double(), truth, opt, size=size, do_phase_flip=ctf, background_radius=0.8).float()
+    imgs = preprocess_batch(
+        sig.double(), truth, optics_row, size=size, do_phase_flip=ctf, background_radius=0.8
+    ).float()
     return imgs, truth, atoms, modes, sigma, field, cols
 
 

@@ -112,7 +112,7 @@ def main() -> None:
         if args.epochs > 0:
             torch.manual_seed(args.seed)
             model = Regressor(tuple(args.kinds), len(cols), depth=args.depth, image_size=args.size)
-            st = TrainSettings.from_params(
+            settings = TrainSettings.from_params(
                 {
                     **params_from_config(default_config()),
                     "epochs": args.epochs,
@@ -126,7 +126,7 @@ def main() -> None:
                 device=args.device,
             )
             with tempfile.TemporaryDirectory() as out:
-                fit(model, ds["train"], ds["val"], st, out, meta={}, progress=False)
+                fit(model, ds["train"], ds["val"], settings, out, meta={}, progress=False)
                 model.load_state_dict(torch.load(f"{out}/best.pt", weights_only=False)["model"])
             model.eval()
             dev = torch.device(args.device)

@@ -36,7 +36,7 @@ def main() -> None:
             model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=depth, image_size=args.size).to(
                 dev, memory_format=fmt
             )
-            opt = torch.optim.Adam(model.parameters(), 1e-4)
+            optimizer = torch.optim.Adam(model.parameters(), 1e-4)
             x = torch.randn(args.batch, 1, args.size, args.size, device=dev).contiguous(memory_format=fmt)
             t = {
                 "amplitudes": torch.randn(args.batch, 3, device=dev),
@@ -44,12 +44,12 @@ def main() -> None:
                 "orientation": torch.nn.functional.normalize(torch.randn(args.batch, 4, device=dev), dim=1),
             }
 
-            def step(model=model, opt=opt, x=x, t=t, amp=amp):  # bound now: the loop rebinds them
+            def step(model=model, optimizer=optimizer, x=x, t=t, amp=amp):  # bound now: the loop rebinds them
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
                     loss = sum(loss_terms(model(x), t).values())
-                opt.zero_grad()
+                optimizer.zero_grad()
                 loss.backward()
-                opt.step()
+                optimizer.step()
 
             def sync():
                 if dev.type == "cuda":

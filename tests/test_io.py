@@ -47,14 +47,14 @@ def test_simulated_star_and_stack_round_trip(tiny_dataset):
     parts = blocks["particles"]
     np.testing.assert_allclose(truth["rlnAngleTilt"], parts["rlnAngleTilt"], atol=1e-5)
     np.testing.assert_allclose(truth["rlnDefocusU"], parts["rlnDefocusU"], atol=1e-3)
-    particles, opt = read_star(star)
+    particles, optics_row = read_star(star)
     np.testing.assert_array_equal(load_images(particles, star), stack)
     # Writing and reading again keeps every value.
     out = tiny_dataset / "copy.star"
-    write_star(out, particles, opt)
+    write_star(out, particles, optics_row)
     p2, o2 = read_star(out)
     pd.testing.assert_frame_equal(p2, particles)
-    pd.testing.assert_frame_equal(o2, opt)
+    pd.testing.assert_frame_equal(o2, optics_row)
 
 
 def test_relion30_star_is_converted(tiny_dataset, tmp_path):

@@ -79,13 +79,13 @@ def test_tiny_model_overfits_32_images():
         "shifts": torch.randn(32, 2),
     }
     model = Regressor(("amplitudes", "orientation", "shifts"), 3, depth=18, dropout=0.0, image_size=32)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(150):
         loss = sum(loss_terms(model(imgs), targets).values())
-        opt.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        opt.step()
+        optimizer.step()
         losses.append(float(loss))
     assert min(losses[-10:]) < losses[0] / 10
 
@@ -104,17 +104,19 @@ class Tiny(torch.utils.data.Dataset):
 
 
 def test_resume_gives_identical_weights(tmp_path):
-    st = train_settings(epochs=3, batch_size=8, lr=1e-3, seed=5, patience=10)
+    settings = train_settings(epochs=3, batch_size=8, lr=1e-3, seed=5, patience=10)
     meta = {"kinds": ["amplitudes"], "n_modes": 2}
 
     def new_model():
         torch.manual_seed(1)
         return Regressor(("amplitudes",), 2, depth=18, image_size=24)
 
-    fit(new_model(), Tiny(24, 0), Tiny(8, 1), st, tmp_path / "a", meta=meta, progress=False)
-    fit(new_model(), Tiny(24, 0), Tiny(8, 1), st, tmp_path / "b", meta=meta, progress=False, stop_after=2)  # "killed"
+    fit(new_model(), Tiny(24, 0), Tiny(8, 1), settings, tmp_path / "a", meta=meta, progress=False)
+    fit(
+        new_model(), Tiny(24, 0), Tiny(8, 1), settings, tmp_path / "b", meta=meta, progress=False, stop_after=2
+    )  # "killed"
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 2
-    hist = fit(new_model(), Tiny(24, 0), Tiny(8, 1), st, tmp_path / "b", meta=meta, progress=False, resume=True)
+    hist = fit(new_model(), Tiny(24, 0), Tiny(8, 1), settings, tmp_path / "b", meta=meta, progress=False, resume=True)
     assert list(hist["epoch"]) == [1, 2, 3]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
@@ -295,10 +297,10 @@ class Blobs(torch.utils.data.Dataset):
 
 
 def test_learning_is_measured_against_the_constant_prediction(tmp_path):
-    st = train_settings(epochs=4, batch_size=16, lr=1e-3, seed=0, patience=10, augment_inplane=False)
+    settings = train_settings(epochs=4, batch_size=16, lr=1e-3, seed=0, patience=10, augment_inplane=False)
     torch.manual_seed(0)
     model = Regressor(("amplitudes",), 1, depth=18, dropout=0.0, image_size=24)
-    hist = fit(model, Blobs(256, 0), Blobs(64, 1), st, tmp_path, meta={}, progress=False)
+    hist = fit(model, Blobs(256, 0), Blobs(64, 1), settings, tmp_path, meta={}, progress=False)
     constant = hist["constant_val_loss"].iloc[-1]
     assert constant == pytest.approx(constant_loss(Blobs(256, 0).targets, Blobs(64, 1).targets))
     assert 0.6 < constant < 1.0  # L1 of the median for positions uniform on ±6/3.5

@@ -103,7 +103,7 @@ def fit_modes_to_map(
     target = lowpass(volume.float() * mask, pixel_size, resolution)
     target = (target - target.mean()) / target.std()
     sigma = sigma_for_resolution(resolution)
-    opt = torch.optim.Adam([b, shift], lr=0.1)
+    optimizer = torch.optim.Adam([b, shift], lr=0.1)
     cc = torch.tensor(0.0)
     for _ in range(steps):
         m = (
@@ -112,9 +112,9 @@ def fit_modes_to_map(
         )
         m = (m - m.mean()) / m.std()
         cc = (m * target).mean()
-        opt.zero_grad()
+        optimizer.zero_grad()
         (-cc).backward()
-        opt.step()
+        optimizer.step()
     disp = torch.einsum("k,knd->nd", b, M) + shift
     return disp.detach().double().numpy(), float(cc.detach())
 

@@ -111,33 +111,33 @@ def refine(
     amplitudes = amplitudes.detach().clone()
     z0 = None if second is None else second.detach().to(A0.device, torch.float32).clone()
     cc = torch.zeros(len(A0), device=A0.device)
-    for st in stages:
-        image_ft, model_ctf, px = batch.at(st.size)
-        w = band_weights(st.size, px, st.lowpass, device=image_ft.device)
-        model = ref[st.beads]
+    for stage in stages:
+        image_ft, model_ctf, px = batch.at(stage.size)
+        w = band_weights(stage.size, px, stage.lowpass, device=image_ft.device)
+        model = ref[stage.beads]
         omega = torch.zeros(len(A0), 3, device=A0.device, requires_grad=True)
         o = origins.clone().requires_grad_(True)
         a = amplitudes.clone().requires_grad_(True)
         groups = [
-            {"params": [omega], "lr": st.lr_rotation},
-            {"params": [o], "lr": st.lr_shift},
-            {"params": [a], "lr": st.lr_amplitude},
+            {"params": [omega], "lr": stage.lr_rotation},
+            {"params": [o], "lr": stage.lr_shift},
+            {"params": [a], "lr": stage.lr_amplitude},
         ]
         z = z0
-        if z0 is not None and model.offset is not None and st.lr_second > 0:
+        if z0 is not None and model.offset is not None and stage.lr_second > 0:
             z = z0.clone().requires_grad_(True)
-            groups.append({"params": [z], "lr": st.lr_second})
-        opt = torch.optim.Adam(groups)
-        base = [g["lr"] for g in opt.param_groups]
-        for step in range(st.steps):
-            for g, lr in zip(opt.param_groups, base):  # cosine decay: large moves first, then settle
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / st.steps))
+            groups.append({"params": [z], "lr": stage.lr_second})
+        optimizer = torch.optim.Adam(groups)
+        base = [g["lr"] for g in optimizer.param_groups]
+        for step in range(stage.steps):
+            for g, lr in zip(optimizer.param_groups, base):  # cosine decay: large moves first, then settle
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / stage.steps))
             A = torch.matrix_exp(skew(omega)) @ A0
-            img = model.render(a, A, o, size=st.size, pixel_size=px, second=z)
+            img = model.render(a, A, o, size=stage.size, pixel_size=px, second=z)
             cc = correlation(torch.fft.rfft2(img), image_ft, model_ctf, w)
-            opt.zero_grad()
+            optimizer.zero_grad()
             (-cc.sum()).backward()
-            opt.step()
+            optimizer.step()
             if z is not None and z.requires_grad:
                 with torch.no_grad():  # z is a share of the path between the two known structures
                     z.clamp_(0.0, 1.0)
@@ -145,6 +145,6 @@ def refine(
             A0 = torch.matrix_exp(skew(omega)) @ A0
             origins, amplitudes = o.detach(), a.detach()
             z0 = None if z is None else z.detach()
-            final = model.render(amplitudes, A0, origins, size=st.size, pixel_size=px, second=z0)
+            final = model.render(amplitudes, A0, origins, size=stage.size, pixel_size=px, second=z0)
             cc = correlation(torch.fft.rfft2(final), image_ft, model_ctf, w)
     return A0, origins, amplitudes, z0, cc

@@ -31,21 +31,23 @@ class AlignSettings:
     batch_size: int
 
     @classmethod
-    def from_params(cls, prm: dict, image_size: int) -> AlignSettings:
+    def from_params(cls, params: dict, image_size: int) -> AlignSettings:
         """From the align stage's params (`cryopipe.commands.align.params_from_config`) for images of
         `image_size` px: the coarse stage on the search grid, the fine one on the full image."""
-        search = min(prm["search_size"], image_size)
+        search = min(params["search_size"], image_size)
         return cls(
-            grid_spacing=prm["grid_spacing"],
+            grid_spacing=params["grid_spacing"],
             search_size=search,
-            search_lowpass=prm["search_lowpass"],
-            search_amplitudes=prm["search_amplitudes"],
-            search_combinations=prm["search_combinations"],
-            max_shift=prm["max_shift"],
-            candidates=prm["candidates"],
-            batch_size=prm["batch_size"],
-            coarse=[Stage(search, prm["coarse_lowpass"], prm["coarse_steps"])] if prm["coarse_steps"] else [],
-            fine=[Stage(image_size, prm["fine_lowpass"], prm["fine_steps"], beads=False)] if prm["fine_steps"] else [],
+            search_lowpass=params["search_lowpass"],
+            search_amplitudes=params["search_amplitudes"],
+            search_combinations=params["search_combinations"],
+            max_shift=params["max_shift"],
+            candidates=params["candidates"],
+            batch_size=params["batch_size"],
+            coarse=[Stage(search, params["coarse_lowpass"], params["coarse_steps"])] if params["coarse_steps"] else [],
+            fine=[Stage(image_size, params["fine_lowpass"], params["fine_steps"], beads=False)]
+            if params["fine_steps"]
+            else [],
         )
 
 
@@ -102,7 +104,7 @@ class Aligner:
         phase_flipped: bool = True,
         second_amplitudes: np.ndarray | None = None,
     ):
-        self.s = settings
+        self.settings = settings
         self.device = torch.device(device)
         self.refs = {False: fine_ref.to(self.device), True: beads_ref.to(self.device)}
         self.optics = optics
@@ -141,11 +143,11 @@ class Aligner:
         conformation z (B, K)) of the global search against the projections `self.proj_ft[block]` (whole
         blocks of R rotations)."""
         R = len(self.rotations)
-        image_ft, model_ctf, px = batch.at(self.s.search_size)
-        w = band_weights(self.s.search_size, px, self.s.search_lowpass, device=self.device)
+        image_ft, model_ctf, px = batch.at(self.settings.search_size)
+        w = band_weights(self.settings.search_size, px, self.settings.search_lowpass, device=self.device)
         scores, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft[block], self.shifts, top=max(4 * K, 16))
         pidx = pidx + (block.start or 0)  # index into the full amplitude-major projection set
-        cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.s.grid_spacing)
+        cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.settings.grid_spacing)
         pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
         origins = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
         return self.rotations[pidx % R], origins, self.amp_starts[pidx // R], self.start_second[pidx // R]
@@ -167,10 +169,10 @@ class Aligner:
         means another pose fits almost as well.
         """
         B, K = A0.shape[:2]
-        stage = (
-            (lambda st: st) if elastic else (lambda st: replace(st, lr_amplitude=0.0, lr_second=0.0))
+        hold = (
+            (lambda stage: stage) if elastic else (lambda stage: replace(stage, lr_amplitude=0.0, lr_second=0.0))
         )  # rigid: conformation held
-        coarse, fine = [stage(st) for st in self.s.coarse], [stage(st) for st in self.s.fine]
+        coarse, fine = [hold(s) for s in self.settings.coarse], [hold(s) for s in self.settings.fine]
         z = z0.reshape(B * K)
         A, o, a, z_fit, cc = refine(
             self.refs,
@@ -185,7 +187,7 @@ class Aligner:
         cc = cc.reshape(B, K)
         winner = cc.argmax(1)
         best = winner + torch.arange(B, device=self.device) * K
-        far = angular_distance(A.reshape(B, K, 3, 3), A[best][:, None]) > self.s.grid_spacing
+        far = angular_distance(A.reshape(B, K, 3, 3), A[best][:, None]) > self.settings.grid_spacing
         runner_up = torch.where(far, cc, torch.full_like(cc, -torch.inf)).amax(1)
         margin = torch.where(far.any(1), cc[torch.arange(B), winner] - runner_up, torch.full_like(runner_up, torch.nan))
         A, o, a, z = A[best], o[best], a[best], z[best]
@@ -207,7 +209,7 @@ class Aligner:
     def align_batch(self, images: torch.Tensor, defocus: np.ndarray) -> dict[str, torch.Tensor]:
         """images (B, L, L) normalised (phase-flipped or not); defocus (B, 3) U, V, angle → estimates per image."""
         batch = self._batch(images, defocus)
-        res = self._fit_candidates(batch, *self._search(batch, self.s.candidates))
+        res = self._fit_candidates(batch, *self._search(batch, self.settings.candidates))
         del res["winner"]
         return res
 
@@ -238,8 +240,8 @@ class Aligner:
         a0 = amplitudes.to(self.device, torch.float32)[:, None]
         start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)  # the search start nearest each prediction
         z0 = self.start_second[start][:, None]  # ... decides the prediction's conformation
-        if search and self.s.candidates > 1:
-            K = self.s.candidates - 1
+        if search and self.settings.candidates > 1:
+            K = self.settings.candidates - 1
             if elastic:  # the amplitudes are free: search every start, as the alignment does
                 A_s, o_s, a_s, z_s = self._search(batch, K)
             else:  # rigid: the projections of the start nearest each image's predicted conformation
@@ -277,9 +279,9 @@ class Aligner:
         from tqdm import tqdm
 
         out: dict[str, list] = {}
-        starts = range(0, len(images), self.s.batch_size)
+        starts = range(0, len(images), self.settings.batch_size)
         for lo in tqdm(starts, desc="align" if start is None else "refine", disable=not progress, mininterval=2):
-            sl = slice(lo, lo + self.s.batch_size)
+            sl = slice(lo, lo + self.settings.batch_size)
             imgs = torch.as_tensor(np.asarray(images[sl]))
             if start is None:
                 res = self.align_batch(imgs, defocus[sl])

@@ -16,8 +16,8 @@ def add_params_arg(parser: argparse.ArgumentParser) -> None:
 
 def resolve_params(args: argparse.Namespace, params_from_config, **kw) -> dict:
     if args.params is not None:
-        prm = json.loads(args.params)
-        planned = prm.pop("cryopipe_version", None)
+        params = json.loads(args.params)
+        planned = params.pop("cryopipe_version", None)
         if planned is not None:
             from cryopipe import __version__
             from cryopipe.errors import CryopipeError
@@ -28,7 +28,7 @@ def resolve_params(args: argparse.Namespace, params_from_config, **kw) -> dict:
                     f"--params: the workflow was planned with cryopipe {planned}, this job runs {__version__}; "
                     "install the same version in the job's environment"
                 )
-        return prm
+        return params
     from cryopipe.config import load_config
 
     return params_from_config(load_config(args.config), **kw)

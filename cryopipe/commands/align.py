@@ -35,21 +35,21 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def star_optics(opt) -> dict:
+def star_optics(optics_row) -> dict:
     """The optics the alignment needs, from one optics row of a STAR file."""
     return {
-        "voltage": float(opt["rlnVoltage"]),
-        "spherical_aberration": float(opt["rlnSphericalAberration"]),
-        "amplitude_contrast": float(opt["rlnAmplitudeContrast"]),
-        "pixel_size": float(opt["rlnImagePixelSize"]),
+        "voltage": float(optics_row["rlnVoltage"]),
+        "spherical_aberration": float(optics_row["rlnSphericalAberration"]),
+        "amplitude_contrast": float(optics_row["rlnAmplitudeContrast"]),
+        "pixel_size": float(optics_row["rlnImagePixelSize"]),
     }
 
 
-def phase_flipped(opt) -> bool:
-    return bool(int(opt.get("rlnCtfDataArePhaseFlipped", 0)))
+def phase_flipped(optics_row) -> bool:
+    return bool(int(optics_row.get("rlnCtfDataArePhaseFlipped", 0)))
 
 
-def make_aligner(prm: dict, atoms, modes, opt, second=None):
+def make_aligner(params: dict, atoms, modes, optics_row, second=None):
     """The Aligner for these settings, reference atoms + modes (`Atoms`, `Modes`) and one optics row of a STAR
     file. `second`: the displacement (N, 3) of a second reference (default: align.second_reference.pdb, if set)."""
     from cryopipe.align.model import heavy_atom_reference, residue_beads
@@ -57,20 +57,20 @@ def make_aligner(prm: dict, atoms, modes, opt, second=None):
     from cryopipe.device import pick_device
     from cryopipe.imaging.project import sigma_for_resolution
 
-    L = int(opt["rlnImageSize"])
-    vectors = modes.select(prm["modes"])
-    sigma = sigma_for_resolution(prm["resolution"])
+    L = int(optics_row["rlnImageSize"])
+    vectors = modes.select(params["modes"])
+    sigma = sigma_for_resolution(params["resolution"])
     keys = [f"{c}:{r}" for c, r in zip(atoms.chains, atoms.resnums)]
-    offset, second_amplitudes = second_reference(prm["second_reference"], atoms, vectors, second)
+    offset, second_amplitudes = second_reference(params["second_reference"], atoms, vectors, second)
     return Aligner(
         heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma, offset),
         residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma, offset),
-        AlignSettings.from_params(prm, L),
-        star_optics(opt),
+        AlignSettings.from_params(params, L),
+        star_optics(optics_row),
         L,
-        device=pick_device(prm["device"]),
-        ctf=prm["ctf"],
-        phase_flipped=phase_flipped(opt),
+        device=pick_device(params["device"]),
+        ctf=params["ctf"],
+        phase_flipped=phase_flipped(optics_row),
         second_amplitudes=second_amplitudes,
     )
 
@@ -123,34 +123,34 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.conformations import amplitude_columns
     from cryopipe.structure.modes import Modes
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
     if len(particles) < 2:
         raise CryopipeError(f"{args.star}: needs at least 2 particles to align and filter")
-    opt = optics.iloc[0]
+    optics_row = optics.iloc[0]
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
-    second = second_reference_displacement(prm["second_reference"], atoms)
-    aligner = make_aligner(prm, atoms, modes, opt, second=second)
+    second = second_reference_displacement(params["second_reference"], atoms)
+    aligner = make_aligner(params, atoms, modes, optics_row, second=second)
     images = load_images(particles, args.star)
     defocus = particles[DEFOCUS].to_numpy()
     res = aligner.align(images, defocus)
-    rc = prm["recentre"]
+    rc = params["recentre"]
     for p in range(rc["passes"]):
         second, used, cc = recentred_displacement(
             res,
             atoms,
             modes.vectors,
-            modes.select(prm["modes"]),
+            modes.select(params["modes"]),
             second,
             images,
             defocus,
-            star_optics(opt),
-            fit_quality(res["cc"], prm["cc_threshold"])[1],
+            star_optics(optics_row),
+            fit_quality(res["cc"], params["cc_threshold"])[1],
             fraction=rc["fraction"],
             resolution=rc["resolution"],
             steps=rc["steps"],
-            phase_flipped=phase_flipped(opt),
-            ctf=prm["ctf"],
+            phase_flipped=phase_flipped(optics_row),
+            ctf=params["ctf"],
         )
         print(
             f"align: re-centred on {used} far-end images: map fit cc {cc:.3f} with "
@@ -158,27 +158,29 @@ def main(args: argparse.Namespace) -> None:
             f"reference {np.sqrt((second**2).sum(1).mean()):.2f} Å RMSD from the reference; pass "
             f"{p + 2} of {rc['passes'] + 1}"
         )
-        res = make_aligner(prm, atoms, modes, opt, second=second).align(images, defocus)
+        res = make_aligner(params, atoms, modes, optics_row, second=second).align(images, defocus)
 
     out = particles.copy()
     out[EULER] = res["euler"]
     out[ORIGIN] = res["origins"]
-    cols = amplitude_columns(prm["modes"])
+    cols = amplitude_columns(params["modes"])
     table = pd.DataFrame(res["amplitudes"], columns=cols)
     table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
     table["cc"] = res["cc"]
-    table["cc_z"], cc_ok = fit_quality(res["cc"], prm["cc_threshold"])
+    table["cc_z"], cc_ok = fit_quality(res["cc"], params["cc_threshold"])
     table["margin"] = res["margin"]
     if second is not None:
         table["second_reference"] = res["second"]
     table["mahalanobis"] = mahalanobis(res["amplitudes"])
-    table["kept"] = (table["mahalanobis"] <= prm["outlier_threshold"]).to_numpy() & cc_ok
-    cc_rule = "" if prm["cc_threshold"] is None else f", cc ≥ median − {prm['cc_threshold']}σ"
-    title = f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {prm['outlier_threshold']}{cc_rule})"
+    table["kept"] = (table["mahalanobis"] <= params["outlier_threshold"]).to_numpy() & cc_ok
+    cc_rule = "" if params["cc_threshold"] is None else f", cc ≥ median − {params['cc_threshold']}σ"
+    title = (
+        f"{len(table)} images, {int(table['kept'].sum())} kept (Mahalanobis ≤ {params['outlier_threshold']}{cc_rule})"
+    )
     if args.truth:
         truth = pd.read_csv(args.truth).set_index("particle").loc[table["particle"]]
         table["angle_error"] = angle_errors(res["rotations"], truth)
-        table["shift_error_px"] = shift_errors_px(res["origins"], truth, float(opt["rlnImagePixelSize"]))
+        table["shift_error_px"] = shift_errors_px(res["origins"], truth, float(optics_row["rlnImagePixelSize"]))
         for c in cols:
             if c in truth.columns:
                 table[f"{c}_true"] = truth[c].to_numpy()

@@ -33,33 +33,34 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.mrc import write_mrc
     from cryopipe.io.star import POSE, read_star
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
     if len(optics) > 1:
         raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
-    opt = optics.iloc[0].to_dict()
+    optics_row = optics.iloc[0].to_dict()
     missing = [c for c in POSE if c not in particles.columns]
     if missing:
         raise CryopipeError(f"{args.star}: column '{missing[0]}' missing (poses are needed to backproject)")
-    L, apix = int(opt["rlnImageSize"]), float(opt["rlnImagePixelSize"])
-    if len(particles) < prm["min_images"]:
+    L, apix = int(optics_row["rlnImageSize"]), float(optics_row["rlnImagePixelSize"])
+    if len(particles) < params["min_images"]:
         # Too few images for a map (e.g. an empty polygon): write zeros so the group stays visible downstream.
         for path in (args.out_half1, args.out_half2, args.out_map):
             write_mrc(path, np.zeros((L, L, L), np.float32), apix)
         print(
-            f"backproject: {len(particles)} images < analysis.backproject.min_images ({prm['min_images']}); empty maps"
+            f"backproject: {len(particles)} images < analysis.backproject.min_images "
+            f"({params['min_images']}); empty maps"
         )
         return
     t0 = time.perf_counter()
     with tqdm(total=len(particles), desc="backproject", mininterval=2) as bar:
         out = reconstruct_halves(
             particles,
-            opt,
+            optics_row,
             args.star,
-            pad=prm["pad"],
-            wiener=prm["wiener"],
-            batch_size=prm["batch_size"],
-            device=pick_device(prm["device"]),
+            pad=params["pad"],
+            wiener=params["wiener"],
+            batch_size=params["batch_size"],
+            device=pick_device(params["device"]),
             progress=bar,
         )
     for key, path in (("half1", args.out_half1), ("half2", args.out_half2), ("full", args.out_map)):

@@ -61,15 +61,15 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.star import EULER, read_star, write_star
     from cryopipe.plots import save_groups
 
-    prm = resolve_params(args, params_from_config)
-    k = n_groups(prm)
+    params = resolve_params(args, params_from_config)
+    k = n_groups(params)
     if len(args.out_groups) != k:
         raise CryopipeError(f"--groups: {len(args.out_groups)} files given for {k} groups (analysis.cluster)")
     table = pd.read_csv(args.space)
-    need = ["particle", "pc1"] + (["umap1", "umap2"] if prm["space"] == "umap" else [])
+    need = ["particle", "pc1"] + (["umap1", "umap2"] if params["space"] == "umap" else [])
     missing = [c for c in need if c not in table.columns]
     if missing:
-        raise CryopipeError(f"{args.space}: column '{missing[0]}' missing (analysis.cluster.space: {prm['space']})")
+        raise CryopipeError(f"{args.space}: column '{missing[0]}' missing (analysis.cluster.space: {params['space']})")
     if "pc2" not in table.columns:
         table["pc2"] = 0.0
     raw, optics = read_star(args.raw_star)
@@ -78,9 +78,9 @@ def main(args: argparse.Namespace) -> None:
             f"{args.raw_star}: has {len(raw)} particles, {args.space} refers to particle {table['particle'].max()}"
         )
     raw["rlnImageName"] = rebase_image_names(raw["rlnImageName"], args.raw_star)
-    xy = table[["umap1", "umap2"] if prm["space"] == "umap" else ["pc1", "pc2"]].to_numpy()
+    xy = table[["umap1", "umap2"] if params["space"] == "umap" else ["pc1", "pc2"]].to_numpy()
     try:
-        table["group"] = assign_groups(xy, table["pc1"].to_numpy(), prm, prm["seed"])
+        table["group"] = assign_groups(xy, table["pc1"].to_numpy(), params, params["seed"])
     except ValueError as e:
         raise CryopipeError(f"{args.space}: {e}") from None
     for g, path in enumerate(args.out_groups):
@@ -91,15 +91,15 @@ def main(args: argparse.Namespace) -> None:
     with atomic_path(args.out_table) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")
     edges = None
-    if prm["method"] == "pc1_bins":
+    if params["method"] == "pc1_bins":
         pc1 = table["pc1"].to_numpy()
-        edges = prm["bins"] or np.quantile(pc1, np.linspace(0, 1, k + 1))[1:-1]
+        edges = params["bins"] or np.quantile(pc1, np.linspace(0, 1, k + 1))[1:-1]
     counts = [int((table["group"] == g).sum()) for g in range(k)]
     save_groups(
         args.out_plot,
         table,
-        "umap" if prm["space"] == "umap" and prm["method"] != "pc1_bins" else "pca",
+        "umap" if params["space"] == "umap" and params["method"] != "pc1_bins" else "pca",
         edges,
-        title=f"{prm['method']}: {k} groups, images {counts}",
+        title=f"{params['method']}: {k} groups, images {counts}",
     )
-    print(f"cluster: {prm['method']} → {k} groups of {counts} images ({int((table['group'] < 0).sum())} in none)")
+    print(f"cluster: {params['method']} → {k} groups of {counts} images ({int((table['group'] < 0).sum())} in none)")

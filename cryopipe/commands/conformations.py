@@ -26,13 +26,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-plot", required=True, help="output plot of the amplitudes (.png)")
 
 
-def target_amplitudes(prm: dict, atoms, mode_vectors):
+def target_amplitudes(params: dict, atoms, mode_vectors):
     """Least-squares amplitudes of (superposed target − reference), the target of `interpolate` or `morph`."""
     from cryopipe.structure.modes import project_displacement
     from cryopipe.structure.target import target_displacement
 
-    kind = prm["distribution"]
-    spec = prm[kind]
+    kind = params["distribution"]
+    spec = params[kind]
     moved = target_displacement(atoms, spec["target"], spec["selection"], key=f"conformations.{kind}.target")
     print(
         f"conformations: {spec['target']} is {moved.rmsd:.2f} Å RMSD from the reference over "
@@ -50,22 +50,22 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.conformations import amplitude_columns, draw_conformations
     from cryopipe.structure.modes import Modes
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     modes = Modes.load(args.modes)
-    vectors = modes.select(prm["modes"])
+    vectors = modes.select(params["modes"])
     target = None
-    if prm["distribution"] in ("interpolate", "morph"):
-        target = target_amplitudes(prm, Atoms.load(args.atoms), vectors)
+    if params["distribution"] in ("interpolate", "morph"):
+        target = target_amplitudes(params, Atoms.load(args.atoms), vectors)
         print(f"conformations: target amplitudes {np.round(target, 2).tolist()} Å RMSD")
-    table = draw_conformations(prm, prm["seed"], prm["modes"], target)
+    table = draw_conformations(params, params["seed"], params["modes"], target)
     with atomic_path(args.out_truth) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    cols = amplitude_columns(prm["modes"])
+    cols = amplitude_columns(params["modes"])
     save_amplitude_pairs(
         args.out_plot,
         table[cols].to_numpy(),
         cols,
         color=table["label"].to_numpy(),
-        title=f"ground truth: {prm['distribution']}, {len(table)} particles",
+        title=f"ground truth: {params['distribution']}, {len(table)} particles",
     )
-    print(f"conformations: {len(table)} particles, distribution {prm['distribution']}, modes {prm['modes']}")
+    print(f"conformations: {len(table)} particles, distribution {params['distribution']}, modes {params['modes']}")

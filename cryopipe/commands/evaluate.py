@@ -83,13 +83,13 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.conformations import truth_motion
     from cryopipe.structure.modes import Modes
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     if not len(args.half1) == len(args.half2) == len(args.maps):
         raise CryopipeError("--half1, --half2 and --maps must list the same number of groups")
     groups = pd.read_csv(args.groups_table)
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     truth = pd.read_csv(args.truth).set_index("particle") if args.truth else None
-    motion, names = truth_motion(prm, atoms, modes) if truth is not None else (None, [])
+    motion, names = truth_motion(params, atoms, modes) if truth is not None else (None, [])
     curves, rows, plot_curves = [], [], {}
     for g, (p1, p2, pm) in enumerate(zip(args.half1, args.half2, args.maps)):
         h1, apix = read_mrc(p1)
@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> None:
         full, _ = read_mrc(pm)
         L = h1.shape[-1]
         # Soft spherical mask around the reference (all conformations fit: modes move atoms a few Å).
-        radius = (np.linalg.norm(atoms.coords, axis=1).max() + prm["mask_margin"]) / apix
+        radius = (np.linalg.norm(atoms.coords, axis=1).max() + params["mask_margin"]) / apix
         mask = soft_sphere(L, min(radius, L / 2 - 3), 3.0)
         members = groups.loc[groups["group"] == g, "particle"].to_numpy()
         freq = np.arange(L // 2) / (L * apix)
@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> None:
         row["resolution half-maps @0.143 (Å)"] = np.nan if empty else resolution_at(fh, L, apix, 0.143)
         ft = np.full(L // 2, np.nan)
         if truth is not None and len(members):
-            ref, centroid = centroid_map(truth, members, atoms, motion, names, L, apix, prm["resolution"])
+            ref, centroid = centroid_map(truth, members, atoms, motion, names, L, apix, params["resolution"])
             if not empty:
                 ft = fsc(torch.as_tensor(full) * mask, ref * mask)[1]
             row["resolution vs truth @0.5 (Å)"] = np.nan if empty else resolution_at(ft, L, apix, 0.5)

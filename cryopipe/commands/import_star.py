@@ -39,11 +39,11 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.errors import CryopipeError
     from cryopipe.io.star import read_star, resolve_stack_path, split_image_name, write_star
 
-    prm = resolve_params(args, params_from_config)
-    if not prm.get("star"):
+    params = resolve_params(args, params_from_config)
+    if not params.get("star"):
         raise CryopipeError("config key 'data.import.star' is required when data.source is import")
-    particles, optics = read_star(prm["star"], pixel_size=prm.get("pixel_size"))
-    check_particles(particles, optics, prm["star"], prm["allow_subset"])
+    particles, optics = read_star(params["star"], pixel_size=params.get("pixel_size"))
+    check_particles(particles, optics, params["star"], params["allow_subset"])
     if "rlnDefocusV" not in particles.columns:
         particles["rlnDefocusV"] = particles["rlnDefocusU"]
     if "rlnDefocusAngle" not in particles.columns:
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> None:
     names = []
     for name in particles["rlnImageName"]:
         i, stack = split_image_name(name)
-        names.append(f"{i + 1:06d}@{resolve_stack_path(stack, prm['star'])}")
+        names.append(f"{i + 1:06d}@{resolve_stack_path(stack, params['star'])}")
     particles["rlnImageName"] = names
     write_star(args.out_star, particles, optics)
-    print(f"import: {len(particles)} particles from {prm['star']}, pixel {optics['rlnImagePixelSize'].iloc[0]} Å")
+    print(f"import: {len(particles)} particles from {params['star']}, pixel {optics['rlnImagePixelSize'].iloc[0]} Å")

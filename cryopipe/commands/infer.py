@@ -65,14 +65,14 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.errors import CryopipeError
     from cryopipe.io.star import read_star, split_image_name
 
-    prm = resolve_params(args, params_from_config)
-    device = pick_device(prm["device"])
+    params = resolve_params(args, params_from_config)
+    device = pick_device(params["device"])
     test_args = [args.preprocessed_star, args.split, args.out_test_star, args.out_test_amplitudes]
     if any(test_args) and not all(test_args):
         raise CryopipeError("--test-from, --split, --test-star and --test-amplitudes go together")
     particles, optics = read_star(args.star)
     rate = predict_star(
-        args.models, particles, optics, args.star, prm["batch_size"], device, args.out_star, args.out_amplitudes
+        args.models, particles, optics, args.star, params["batch_size"], device, args.out_star, args.out_amplitudes
     )
     print(f"infer: {len(particles)} images of set 2 at {rate:.1f} images/s")
     if args.preprocessed_star:
@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> None:
             test,
             all_optics,
             args.preprocessed_star,
-            prm["batch_size"],
+            params["batch_size"],
             device,
             args.out_test_star,
             args.out_test_amplitudes,

@@ -27,15 +27,15 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.structure import parse_structure
     from cryopipe.structure.modes import compute_modes
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     sel = parse_structure(args.pdb, "all")
     modes, model, ca = compute_modes(
-        sel, prm["method"], prm["n_modes"], prm["cutoff"], prm["gamma"], prm["rtb_block_size"]
+        sel, params["method"], params["n_modes"], params["cutoff"], params["gamma"], params["rtb_block_size"]
     )
     modes.save(args.out_modes)
     with atomic_path(args.out_nmd) as tmp:
-        prody.writeNMD(str(tmp), model, ca if prm["method"] == "anm" else sel)
+        prody.writeNMD(str(tmp), model, ca if params["method"] == "anm" else sel)
     print(
-        f"modes: {prm['method']} {len(modes.numbers)} modes ({modes.numbers[0]}..{modes.numbers[-1]}) "
+        f"modes: {params['method']} {len(modes.numbers)} modes ({modes.numbers[0]}..{modes.numbers[-1]}) "
         f"over {modes.vectors.shape[1]} atoms"
     )

@@ -46,18 +46,18 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.star import image_names, load_images, read_star, write_star
     from cryopipe.plots import save_montage
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
-    check_particles(particles, optics, args.star, prm["allow_subset"])
+    check_particles(particles, optics, args.star, params["allow_subset"])
     if len(optics) > 1:
         raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
-    opt = optics.iloc[0].to_dict()
-    L, size = int(opt["rlnImageSize"]), prm["size"]
+    optics_row = optics.iloc[0].to_dict()
+    L, size = int(optics_row["rlnImageSize"]), params["size"]
     if size > L:
         raise CryopipeError(f"config key 'preprocess.size': {size} px is larger than the images ({L} px)")
-    device = pick_device(prm["device"])
-    bs, n = prm["batch_size"], len(particles)
-    with StackWriter(args.out_mrcs, n, size, opt["rlnImagePixelSize"] * L / size) as out:
+    device = pick_device(params["device"])
+    bs, n = params["batch_size"], len(particles)
+    with StackWriter(args.out_mrcs, n, size, optics_row["rlnImagePixelSize"] * L / size) as out:
         for lo in tqdm(range(0, n, bs), desc="preprocess", mininterval=2):
             rows = np.arange(lo, min(lo + bs, n))
             raw = load_images(particles, args.star, rows)
@@ -70,10 +70,10 @@ def main(args: argparse.Namespace) -> None:
             imgs = preprocess_batch(
                 torch.as_tensor(raw, dtype=torch.float64, device=device),
                 particles.iloc[rows],
-                opt,
+                optics_row,
                 size=size,
-                do_phase_flip=prm["phase_flip"],
-                background_radius=prm["background_radius"],
+                do_phase_flip=params["phase_flip"],
+                background_radius=params["background_radius"],
             )
             out.write(lo, imgs.cpu().numpy().astype(np.float32))
             if lo == 0:
@@ -81,10 +81,12 @@ def main(args: argparse.Namespace) -> None:
     new = particles.copy()
     new["rlnImageName"] = image_names(args.out_mrcs, n)
     new_optics = optics.copy()
-    new_optics["rlnImagePixelSize"] = opt["rlnImagePixelSize"] * L / size
+    new_optics["rlnImagePixelSize"] = optics_row["rlnImagePixelSize"] * L / size
     new_optics["rlnImageSize"] = size
-    new_optics["rlnCtfDataArePhaseFlipped"] = int(prm["phase_flip"])
-    split = split_sets(n, prm["seed"], prm["set1_fraction"], prm["validation_fraction"], prm["test_fraction"])
+    new_optics["rlnCtfDataArePhaseFlipped"] = int(params["phase_flip"])
+    split = split_sets(
+        n, params["seed"], params["set1_fraction"], params["validation_fraction"], params["test_fraction"]
+    )
     write_star(args.out_star, new, new_optics)
     write_star(args.out_set1, new[split["image_set"].to_numpy() == 1], new_optics)
     write_star(args.out_set2, new[split["image_set"].to_numpy() == 2], new_optics)

@@ -32,7 +32,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
-def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_amplitudes=None):
+def space_table(params: dict, infer_star, infer_amplitudes, align_star=None, align_amplitudes=None):
     """One row per image in the space: set-2 predictions, plus kept set-1 alignment estimates if pooled."""
     import pandas as pd
 
@@ -57,7 +57,7 @@ def space_table(prm: dict, infer_star, infer_amplitudes, align_star=None, align_
 
     net, names = load(infer_star, infer_amplitudes, "network")
     parts = [net]
-    if prm["pool_alignment"]:
+    if params["pool_alignment"]:
         if not (align_star and align_amplitudes):
             raise CryopipeError("analysis.pool_alignment needs --align-star and --align-amplitudes")
         ali, names_a = load(align_star, align_amplitudes, "alignment")
@@ -77,16 +77,16 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.atomic import atomic_path
     from cryopipe.plots import save_space
 
-    prm = resolve_params(args, params_from_config)
-    table, names = space_table(prm, args.infer_star, args.infer_amplitudes, args.align_star, args.align_amplitudes)
+    params = resolve_params(args, params_from_config)
+    table, names = space_table(params, args.infer_star, args.infer_amplitudes, args.align_star, args.align_amplitudes)
     if len(table) < 3:
         raise CryopipeError(f"{args.infer_amplitudes}: {len(table)} images; the conformational space needs at least 3")
     pca = fit_pca(table[names].to_numpy())
     scores = pca.transform(table[names].to_numpy())
     for k in range(scores.shape[1]):
         table[f"pc{k + 1}"] = scores[:, k]
-    if prm["umap"]:
-        emb = fit_umap(table[names].to_numpy(), prm["seed"], prm["umap_neighbors"], prm["umap_min_dist"])
+    if params["umap"]:
+        emb = fit_umap(table[names].to_numpy(), params["seed"], params["umap_neighbors"], params["umap_min_dist"])
         table["umap1"], table["umap2"] = emb[:, 0], emb[:, 1]
     color = None
     if args.truth:

@@ -28,25 +28,25 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.mrc import write_mrc
     from cryopipe.io.structure import atoms_from_selection, parse_structure
 
-    prm = resolve_params(args, params_from_config)
-    sel = parse_structure(prm["pdb"], prm["selection"])
+    params = resolve_params(args, params_from_config)
+    sel = parse_structure(params["pdb"], params["selection"])
     atoms = atoms_from_selection(sel)
     sel.setCoords(atoms.coords)
     vol = atoms_to_map(
         torch.as_tensor(atoms.coords),
         torch.as_tensor(atoms.weights),
-        pixel_size=prm["pixel_size"],
-        size=prm["box"],
-        sigma=sigma_for_resolution(prm["resolution"]),
+        pixel_size=params["pixel_size"],
+        size=params["box"],
+        sigma=sigma_for_resolution(params["resolution"]),
     )
     import prody
 
     atoms.save(args.out_atoms)
     with atomic_path(args.out_pdb) as tmp:
         prody.writePDB(str(tmp), sel)
-    write_mrc(args.out_map, vol.numpy(), prm["pixel_size"])
+    write_mrc(args.out_map, vol.numpy(), params["pixel_size"])
     extent = float(abs(atoms.coords).max())
     print(
-        f"reference: {len(atoms.coords)} atoms, max |coordinate| {extent:.1f} Å, map {prm['box']}³ at "
-        f"{prm['pixel_size']} Å"
+        f"reference: {len(atoms.coords)} atoms, max |coordinate| {extent:.1f} Å, map {params['box']}³ at "
+        f"{params['pixel_size']} Å"
     )

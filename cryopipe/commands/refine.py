@@ -64,11 +64,11 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.conformations import amplitude_columns
     from cryopipe.structure.modes import Modes
 
-    prm = resolve_params(args, params_from_config)
-    if prm["mode"] == "none":
+    params = resolve_params(args, params_from_config)
+    if params["mode"] == "none":
         raise CryopipeError("config key 'refine.mode' is none: there is nothing to refine")
     particles, optics = read_star(args.star)
-    cols = amplitude_columns(prm["modes"])
+    cols = amplitude_columns(params["modes"])
     amps = pd.read_csv(args.amplitudes)
     missing = [c for c in ["particle"] + cols if c not in amps.columns]
     if missing:
@@ -83,14 +83,14 @@ def main(args: argparse.Namespace) -> None:
     o_net = particles[ORIGIN].to_numpy(dtype=np.float64)
 
     second = load_reference(args.reference) if args.reference else None
-    aligner = make_aligner(prm, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
+    aligner = make_aligner(params, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
     images = load_images(particles, args.star)
     res = aligner.align(
         images,
         particles[DEFOCUS].to_numpy(),
         start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
-        search=prm["search"] == "global",
-        elastic=prm["mode"] == "elastic",
+        search=params["search"] == "global",
+        elastic=params["mode"] == "elastic",
     )
 
     out = particles.copy()
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> None:
     table["angle_change"] = angle_errors(res["rotations"], R_net)
     table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
     table["margin"] = res["margin"]
-    if second is not None or prm["second_reference"]["pdb"]:
+    if second is not None or params["second_reference"]["pdb"]:
         table["second_reference"] = res["second"]
     errors = None
     if args.truth:
@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> None:
             f"refine: median angular error vs truth {np.median(errors['network']):.2f}° (network) → "
             f"{np.median(errors['refined']):.2f}° (refined)"
         )
-    title = f"{len(table)} images of set 2, {prm['mode']} refinement, {prm['search']} search"
+    title = f"{len(table)} images of set 2, {params['mode']} refinement, {params['search']} search"
     save_refinement(args.out_plot, table["angle_change"].to_numpy(), table["cc"].to_numpy(), errors, title=title)
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:

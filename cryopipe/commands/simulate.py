@@ -77,32 +77,34 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.structure.conformations import truth_motion
     from cryopipe.structure.modes import Modes
 
-    prm = resolve_params(args, params_from_config)
+    params = resolve_params(args, params_from_config)
     snr, defocus = parse_dataset_name(args.dataset)
     if not snr > 0:
         raise CryopipeError(f"dataset {args.dataset}: SNR must be positive")
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     truth = pd.read_csv(args.conformations)
-    motion, cols = truth_motion(prm, atoms, modes)
+    motion, cols = truth_motion(params, atoms, modes)
     missing = [c for c in cols + ["particle", "rlnAngleRot", "rlnOriginXAngst"] if c not in truth.columns]
     if missing:
         raise CryopipeError(f"{args.conformations}: missing column {missing[0]}")
     n = len(truth)
-    du, dv, ang = draw_defocus(n, defocus, prm["astigmatism"], prm["seed"], args.dataset)
+    du, dv, ang = draw_defocus(n, defocus, params["astigmatism"], params["seed"], args.dataset)
     truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
     truth["snr"] = snr
     optics = Optics(
-        prm["pixel_size"],
-        prm["box"],
-        prm["voltage"],
-        prm["spherical_aberration"],
-        prm["amplitude_contrast"],
-        prm["b_factor"],
-        prm["phase_shift"],
+        params["pixel_size"],
+        params["box"],
+        params["voltage"],
+        params["spherical_aberration"],
+        params["amplitude_contrast"],
+        params["b_factor"],
+        params["phase_shift"],
     )
     bfactors = None
-    if prm["density"] == "scattering":
-        bfactors = atoms.bfactors if prm["atom_b_factor"] is None else np.full(len(atoms.coords), prm["atom_b_factor"])
+    if params["density"] == "scattering":
+        bfactors = (
+            atoms.bfactors if params["atom_b_factor"] is None else np.full(len(atoms.coords), params["atom_b_factor"])
+        )
         if bfactors is None:
             raise CryopipeError(
                 f"{args.atoms}: no B-factors (made by an older version); rerun `reference` or set "
@@ -113,17 +115,17 @@ def main(args: argparse.Namespace) -> None:
         atoms.weights,
         motion,
         optics,
-        sigma=sigma_for_resolution(prm["resolution"]),
-        ctf=prm["ctf"],
-        pad_factor=prm["pad_factor"],
-        device=pick_device(prm["device"]),
-        density=prm["density"],
+        sigma=sigma_for_resolution(params["resolution"]),
+        ctf=params["ctf"],
+        pad_factor=params["pad_factor"],
+        device=pick_device(params["device"]),
+        density=params["density"],
         elements=element_symbols(atoms.elements, atoms.names),
         bfactors=bfactors,
     )
-    bs = prm["batch_size"]
+    bs = params["batch_size"]
     batches = [(i, truth.iloc[i : i + bs]) for i in range(0, n, bs)]
-    with StackWriter(args.out_mrcs, n, prm["box"], prm["pixel_size"]) as out:
+    with StackWriter(args.out_mrcs, n, params["box"], params["pixel_size"]) as out:
         # Pass 1: noiseless signal into the stack, and its variance over each particle.
         var = np.zeros(n)
         for i, b in tqdm(batches, desc=f"{args.dataset} signal", mininterval=2):
@@ -136,7 +138,7 @@ def main(args: argparse.Namespace) -> None:
         for i, b in tqdm(batches, desc=f"{args.dataset} noise", mininterval=2):
             noisy = (
                 out.read(i, len(b))
-                + sim.noise(b, noise_var, prm["noise_before_ctf"], prm["seed"], args.dataset).cpu().numpy()
+                + sim.noise(b, noise_var, params["noise_before_ctf"], params["seed"], args.dataset).cpu().numpy()
             )
             out.write(i, noisy)
             if i == 0:
@@ -159,7 +161,11 @@ def main(args: argparse.Namespace) -> None:
         args.out_star,
         particles,
         make_optics(
-            prm["pixel_size"], prm["box"], prm["voltage"], prm["spherical_aberration"], prm["amplitude_contrast"]
+            params["pixel_size"],
+            params["box"],
+            params["voltage"],
+            params["spherical_aberration"],
+            params["amplitude_contrast"],
         ),
     )
     truth["noise_variance"] = noise_var
@@ -167,6 +173,6 @@ def main(args: argparse.Namespace) -> None:
         truth.to_csv(tmp, index=False, float_format="%.6f")
     save_montage(args.out_preview, preview, f"{args.dataset}: first {len(preview)} of {n} particles")
     print(
-        f"simulate: {args.dataset}: {n} images {prm['box']}² px, mean signal var {var.mean():.4g}, "
+        f"simulate: {args.dataset}: {n} images {params['box']}² px, mean signal var {var.mean():.4g}, "
         f"noise var {noise_var:.4g}"
     )

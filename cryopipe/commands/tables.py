@@ -181,14 +181,14 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.atomic import atomic_path
     from cryopipe.plots import save_benchmark_summary
 
-    prm = resolve_params(args, params_from_config)
-    root = Path(prm["results"])
+    params = resolve_params(args, params_from_config)
+    root = Path(params["results"])
     param_rows, group_tables, summary, path_tables = [], [], [], []
-    for ds, grid in prm["datasets"].items():
+    for ds, grid in params["datasets"].items():
         res_path = root / "analysis" / ds / "resolutions.csv"
         if not res_path.exists():
             raise CryopipeError(f"{res_path}: not found; run the workflow up to `evaluate` first")
-        rows, runs = dataset_errors(root, ds, prm["refined"])
+        rows, runs = dataset_errors(root, ds, params["refined"])
         param_rows += rows
         groups = pd.read_csv(res_path)
         groups.insert(0, "dataset", ds)
@@ -216,7 +216,7 @@ def main(args: argparse.Namespace) -> None:
         if "refined: angle (°)" in s and "alignment: angle (°)" in s:
             for m in ("angle (°)", "shift (px)", "amplitudes RMSD (Å)"):
                 s[f"ratio refined/alignment: {m}"] = s[f"refined: {m}"] / max(s[f"alignment: {m}"], 1e-9)
-        tenths, path_summary = path_scores(root, ds, prm["refined"])
+        tenths, path_summary = path_scores(root, ds, params["refined"])
         path_tables += tenths
         s.update(path_summary)
         s["groups"] = len(groups)

@@ -33,7 +33,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", type=int, help="train at most this many epochs in this run; the next run resumes")
 
 
-def training_tables(prm: dict, star: str, amplitudes: str, split: str, truth: str | None):
+def training_tables(params: dict, star: str, amplitudes: str, split: str, truth: str | None):
     """(particles, amplitude table) of the kept set-1 images, with their subset, targets from the chosen source."""
     import pandas as pd
 
@@ -43,14 +43,14 @@ def training_tables(prm: dict, star: str, amplitudes: str, split: str, truth: st
 
     particles, optics = read_star(star)
     amps = pd.read_csv(amplitudes)
-    cols = amplitude_columns(prm["modes"])
+    cols = amplitude_columns(params["modes"])
     missing = [c for c in cols + ["particle", "kept"] if c not in amps.columns]
     if missing:
         raise CryopipeError(f"{amplitudes}: missing column {missing[0]}")
     particles["particle"] = [split_image_name(n)[0] for n in particles["rlnImageName"]]
     table = particles.merge(amps[["particle", "kept"] + cols], on="particle", validate="one_to_one")
     table = table.merge(pd.read_csv(split)[["particle", "subset"]], on="particle", validate="one_to_one")
-    if prm["targets"] == "ground_truth":
+    if params["targets"] == "ground_truth":
         if not truth:
             raise CryopipeError("config key 'train.targets': ground_truth needs simulated data with a truth table")
         t = pd.read_csv(truth).set_index("particle").loc[table["particle"]]
@@ -73,8 +73,8 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.nn.heads import KINDS, Regressor
     from cryopipe.nn.targets import Standardiser, targets_from_tables
 
-    prm = resolve_params(args, params_from_config)
-    table, optics, cols = training_tables(prm, args.star, args.amplitudes, args.split, args.truth)
+    params = resolve_params(args, params_from_config)
+    table, optics, cols = training_tables(params, args.star, args.amplitudes, args.split, args.truth)
     train, val = table[table["subset"] == "train"], table[table["subset"] == "validation"]
     if len(train) < 2:
         raise CryopipeError(f"{args.split}: fewer than 2 kept training images")
@@ -85,27 +85,29 @@ def main(args: argparse.Namespace) -> None:
         t = std.forward({k: v for k, v in targets_from_tables(rows, rows, cols).items() if k in kinds})
         return ParticleDataset(rows.reset_index(drop=True), args.star, t)
 
-    torch.manual_seed(prm["seed"])
+    torch.manual_seed(params["seed"])
     size = int(optics["rlnImageSize"].iloc[0])
-    model = Regressor(kinds, len(cols), depth=prm["depth"], dropout=prm["dropout"], image_size=size)
+    model = Regressor(kinds, len(cols), depth=params["depth"], dropout=params["dropout"], image_size=size)
     meta = {
         "kinds": list(kinds),
         "n_modes": len(cols),
         "modes": cols,
-        "depth": prm["depth"],
-        "dropout": prm["dropout"],
+        "depth": params["depth"],
+        "dropout": params["dropout"],
         "standardiser": std.state(),
         "image_size": size,
-        "targets": prm["targets"],
+        "targets": params["targets"],
     }
-    st = TrainSettings.from_params(prm, device=pick_device(prm["device"]))
+    settings = TrainSettings.from_params(params, device=pick_device(params["device"]))
     out_dir = Path(args.out_model).parent
     print(
-        f"train: {args.kind}, ResNet{prm['depth']}, {len(train)} training / {len(val)} validation images, "
-        f"targets from {prm['targets']}, device {st.device}"
+        f"train: {args.kind}, ResNet{params['depth']}, {len(train)} training / {len(val)} validation images, "
+        f"targets from {params['targets']}, device {settings.device}"
     )
     # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).
-    history = fit(model, dataset(train), dataset(val), st, out_dir, meta=meta, resume=True, stop_after=args.stop_after)
+    history = fit(
+        model, dataset(train), dataset(val), settings, out_dir, meta=meta, resume=True, stop_after=args.stop_after
+    )
     if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
         shutil.copyfile(out_dir / "best.pt", args.out_model)
     if Path(args.out_history).resolve() != (out_dir / "history.csv").resolve():

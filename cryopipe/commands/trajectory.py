@@ -48,9 +48,9 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.structure import parse_structure
     from cryopipe.structure.modes import Modes, deform
 
-    prm = resolve_params(args, params_from_config)
-    if len(args.out_pdbs) != len(prm["components"]):
-        raise CryopipeError(f"--out: {len(args.out_pdbs)} files for {len(prm['components'])} components")
+    params = resolve_params(args, params_from_config)
+    if len(args.out_pdbs) != len(params["components"]):
+        raise CryopipeError(f"--out: {len(args.out_pdbs)} files for {len(params['components'])} components")
     d = json.loads(open(args.pca).read())
     pca = PCA.from_dict(d)
     vectors = Modes.load(args.modes).select([int(n[4:]) for n in d["modes"]])
@@ -58,15 +58,15 @@ def main(args: argparse.Namespace) -> None:
     if sel.numAtoms() != vectors.shape[1]:
         raise CryopipeError(f"{args.reference_pdb}: {sel.numAtoms()} atoms, the modes have {vectors.shape[1]}")
     coords = sel.getCoords().astype(np.float64)
-    for comp, path in zip(prm["components"], args.out_pdbs):
+    for comp, path in zip(params["components"], args.out_pdbs):
         if comp > len(pca.variance):
             raise CryopipeError(
                 f"config key 'analysis.trajectory.components': PC{comp} does not exist ({len(pca.variance)} modes)"
             )
-        amps, t = frames_along(pca, comp, prm["frames"], prm["extent"])
+        amps, t = frames_along(pca, comp, params["frames"], params["extent"])
         traj = sel.copy()
         traj.setCoords(deform(coords, vectors, amps))  # (frames, N, 3): one coordinate set per frame
         traj.setTitle(f"cryopipe PC{comp} trajectory, scores {t[0]:.2f} .. {t[-1]:.2f} Å RMSD")
         with atomic_path(path) as tmp:
             prody.writePDB(str(tmp), traj)
-        print(f"trajectory: PC{comp}, {prm['frames']} frames, scores {t[0]:.2f} .. {t[-1]:.2f} Å RMSD → {path}")
+        print(f"trajectory: PC{comp}, {params['frames']} frames, scores {t[0]:.2f} .. {t[-1]:.2f} Å RMSD → {path}")

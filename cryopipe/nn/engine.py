@@ -51,11 +51,11 @@ class TrainSettings:
     augment_inplane: bool  # random in-plane rotation of each training image, targets rotated exactly
 
     @classmethod
-    def from_params(cls, prm: dict, device: str | None = None) -> TrainSettings:
+    def from_params(cls, params: dict, device: str | None = None) -> TrainSettings:
         """From the train stage's params (`cryopipe.commands.train.params_from_config`); `device` (e.g. the
         one `pick_device` resolved) replaces the params' own."""
         names = [f.name for f in fields(cls)]
-        return cls(**{**{k: prm[k] for k in names}, **({"device": device} if device is not None else {})})
+        return cls(**{**{k: params[k] for k in names}, **({"device": device} if device is not None else {})})
 
     def fingerprint(self, extra: dict | None = None) -> str:
         keep = {k: v for k, v in asdict(self).items() if k not in ("device", "num_workers")}
@@ -106,7 +106,7 @@ def fit(
     model: torch.nn.Module,
     train_ds: Dataset,
     val_ds: Dataset,
-    st: TrainSettings,
+    settings: TrainSettings,
     out_dir: Path,
     *,
     meta: dict,
@@ -119,12 +119,12 @@ def fit(
     from tqdm import tqdm
 
     rank, world, local_rank = distributed()
-    device = torch.device(st.device if st.device != "cuda" else f"cuda:{local_rank}")
+    device = torch.device(settings.device if settings.device != "cuda" else f"cuda:{local_rank}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cuda = device.type == "cuda"
-    amp = st.amp and cuda
-    fmt = torch.channels_last if (cuda and st.channels_last) else torch.contiguous_format
+    amp = settings.amp and cuda
+    fmt = torch.channels_last if (cuda and settings.channels_last) else torch.contiguous_format
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]  # (torch's stub lacks memory_format)
     if world > 1:
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
@@ -133,16 +133,16 @@ def fit(
         )
     else:
         net = model
-    opt = torch.optim.Adam(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=st.lr_step, gamma=0.1)
-    fingerprint = st.fingerprint({"meta": meta})
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=0.1)
+    fingerprint = settings.fingerprint({"meta": meta})
     start, best, bad, history = 1, float("inf"), 0, []
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
         if ck.get("fingerprint") == fingerprint:
             model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
+            optimizer.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             start, best, bad, history = ck["epoch"] + 1, ck["best_val"], ck["bad_epochs"], ck["history"]
             if rank == 0:
@@ -153,46 +153,50 @@ def fit(
     if rank == 0 and baseline == baseline:
         log.info("validation loss of the best constant prediction (a network that learns nothing): %.4f", baseline)
     val_loader = DataLoader(
-        val_ds, batch_size=st.batch_size, shuffle=False, collate_fn=collate, num_workers=st.num_workers
+        val_ds, batch_size=settings.batch_size, shuffle=False, collate_fn=collate, num_workers=settings.num_workers
     )
     done_here = 0
-    for epoch in range(start, st.epochs + 1):
-        if bad >= st.patience:
+    for epoch in range(start, settings.epochs + 1):
+        if bad >= settings.patience:
             break
-        torch.manual_seed(st.seed * 100003 + epoch)  # dropout draws: a function of (seed, epoch) only
+        torch.manual_seed(settings.seed * 100003 + epoch)  # dropout draws: a function of (seed, epoch) only
         if world > 1:
             sampler: torch.utils.data.Sampler[int] = torch.utils.data.distributed.DistributedSampler(
-                train_ds, seed=st.seed, drop_last=False
+                train_ds, seed=settings.seed, drop_last=False
             )
             cast(torch.utils.data.distributed.DistributedSampler, sampler).set_epoch(epoch)
         else:
-            gen = torch.Generator().manual_seed(st.seed * 100003 + epoch)
+            gen = torch.Generator().manual_seed(settings.seed * 100003 + epoch)
             sampler = torch.utils.data.RandomSampler(cast(Sized, train_ds), generator=gen)
         loader = DataLoader(
             train_ds,
-            batch_size=st.batch_size,
+            batch_size=settings.batch_size,
             sampler=sampler,
             collate_fn=collate,
-            num_workers=st.num_workers,
+            num_workers=settings.num_workers,
             pin_memory=cuda,
         )
         net.train()
-        aug_gen = torch.Generator().manual_seed(st.seed * 100003 + epoch + 1)
+        aug_gen = torch.Generator().manual_seed(settings.seed * 100003 + epoch + 1)
         t0, total, n = time.perf_counter(), 0.0, 0
         for imgs, targets, _ in tqdm(
-            loader, desc=f"epoch {epoch}/{st.epochs}", disable=not progress or rank != 0, mininterval=5, leave=False
+            loader,
+            desc=f"epoch {epoch}/{settings.epochs}",
+            disable=not progress or rank != 0,
+            mininterval=5,
+            leave=False,
         ):
             imgs = imgs.to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-            if st.augment_inplane:
+            if settings.augment_inplane:
                 imgs, targets = random_inplane(imgs, targets, aug_gen)
             imgs = imgs.contiguous(memory_format=fmt)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 terms = loss_terms(net(imgs), targets)
             loss = cast(torch.Tensor, sum(terms.values()))
-            opt.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            optimizer.step()
             total += float(loss.detach()) * len(imgs)
             n += len(imgs)
         if cuda:
@@ -207,7 +211,7 @@ def fit(
                 "epoch": epoch,
                 "train_loss": total / max(n, 1),
                 "val_loss": val,
-                "lr": opt.param_groups[0]["lr"],
+                "lr": optimizer.param_groups[0]["lr"],
                 "constant_val_loss": baseline,
                 "seconds": seconds,
                 "train_images_per_s": n * world / seconds,
@@ -216,7 +220,7 @@ def fit(
         if rank == 0:
             state = {
                 "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "scheduler": sched.state_dict(),
                 "epoch": epoch,
                 "best_val": best,

@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.mrc import StackWriter
-    from cryopipe.io.star import image_names, make_optics, write_star
+    from cryopipe.io.star import DEFOCUS, POSE, image_names, make_optics, write_star
     from cryopipe.io.structure import Atoms, element_symbols
     from cryopipe.plots import save_montage
     from cryopipe.structure.conformations import truth_motion
@@ -143,18 +143,7 @@ def main(args: argparse.Namespace) -> None:
             out.write(i, noisy)
             if i == 0:
                 preview = noisy[:16]
-    particles = truth[
-        [
-            "rlnAngleRot",
-            "rlnAngleTilt",
-            "rlnAnglePsi",
-            "rlnOriginXAngst",
-            "rlnOriginYAngst",
-            "rlnDefocusU",
-            "rlnDefocusV",
-            "rlnDefocusAngle",
-        ]
-    ].copy()
+    particles = truth[POSE + DEFOCUS].copy()
     particles.insert(0, "rlnImageName", image_names(args.out_mrcs, n))
     particles["rlnOpticsGroup"] = 1
     write_star(

@@ -84,3 +84,23 @@ def test_defocus_drawn_in_range_with_astigmatism():
     np.testing.assert_allclose(du - dv, 200.0)
     assert 0 <= ang.min() and ang.max() <= 180
     assert not np.allclose(draw_defocus(10, (0.5, 2.0), 0, 1, "a")[0], draw_defocus(10, (0.5, 2.0), 0, 1, "b")[0])
+
+
+@pytest.mark.parametrize("snr", [0.1, 1.0])
+def test_noise_estimate_from_a_fit_recovers_the_snr(sim, snr):
+    """Signal = the fitted projection (here the true one, at another scale and offset, as after
+    normalisation), noise = the residual: the stack's SNR within 10 % of the simulated one (half of the
+    noise before the CTF); a fit at the wrong poses puts signal into the residual and reads lower."""
+    from cryopipe.imaging.noise import estimate_snr
+
+    batch = tiny_batch(64, seed=3)
+    signal = sim.signal(batch, ["mode7"])
+    noise_var = noise_variance_for_snr(sim.signal_variance(signal, batch), snr)
+    images = 3.0 * (signal + sim.noise(batch, noise_var, 0.5, seed=5, name="e")) - 0.7
+    stack, per_image = estimate_snr(images, signal, sim.particle_mask(batch))
+    assert stack == pytest.approx(snr, rel=0.1)
+    assert np.median(per_image) == pytest.approx(snr, rel=0.15) and per_image.shape == (64,)
+    wrong = sim.signal(tiny_batch(64, seed=4), ["mode7"])  # other poses, shifts and defocus
+    assert (
+        estimate_snr(images, wrong, sim.particle_mask(batch))[0] < 0.8 * snr
+    )  # (a blob of the right size still fits a little)

@@ -305,3 +305,33 @@ def test_learning_is_measured_against_the_constant_prediction(tmp_path):
     assert constant == pytest.approx(constant_loss(Blobs(256, 0).targets, Blobs(64, 1).targets))
     assert 0.6 < constant < 1.0  # L1 of the median for positions uniform on ±6/3.5
     assert hist["val_loss"].min() < 0.5 * constant  # the position is in the image: the network beats the constant
+
+
+def test_winner_takes_all_is_sign_invariant_and_trains_the_nearest_hypothesis():
+    """Flipping the sign of any hypothesis or of the target changes nothing; only the hypothesis nearest
+    the target is pulled (it converges onto it, the others do not move); the scores learn to name it."""
+    from cryopipe.geometry import matrix_to_quaternion, random_rotations
+    from cryopipe.nn.hypotheses import ranked, winner_takes_all
+
+    g = torch.Generator().manual_seed(0)
+    target = matrix_to_quaternion(random_rotations(6, g)).float()
+    q = torch.nn.functional.normalize(torch.randn(6, 3, 4, generator=g), dim=-1)
+    q[:, 1] = torch.nn.functional.normalize(target + 0.15 * torch.randn(6, 4, generator=g), dim=-1)  # the near one
+    scores = torch.zeros(6, 3)
+    loss, winner = winner_takes_all(q, scores, target)
+    assert (winner == 1).all()
+    flips = torch.tensor([1.0, -1.0, 1.0])[None, :, None]
+    loss2, winner2 = winner_takes_all(q * flips, scores, -target)
+    assert torch.allclose(loss, loss2) and (winner2 == winner).all()
+
+    hyp = q.clone().requires_grad_(True)
+    logits = torch.zeros(6, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([hyp, logits], lr=0.02)
+    for _ in range(300):
+        optimizer.zero_grad()
+        winner_takes_all(hyp, logits, target)[0].backward()
+        optimizer.step()
+    best, best_scores = ranked(hyp.detach(), logits.detach())
+    assert quaternion_l1(best[:, 0], target).max() < 0.05  # the top-ranked hypothesis is the target
+    assert torch.equal(hyp.detach()[:, [0, 2]], q[:, [0, 2]])  # the losers were never pulled
+    assert (best_scores[:, 0] > best_scores[:, 1]).all()

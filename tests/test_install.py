@@ -24,11 +24,13 @@ def runtime_closure(dist: str) -> set[str]:
     from packaging.requirements import Requirement
 
     seen: set[str] = set()
-    todo = [(dist, set())]
+    done: set[tuple[str, frozenset[str]]] = set()  # (name, extras) already expanded: cycles end here
+    todo: list[tuple[str, frozenset[str]]] = [(dist, frozenset())]
     while todo:
         name, extras = todo.pop()
-        if name in seen and not extras:
+        if (name, extras) in done:
             continue
+        done.add((name, extras))
         seen.add(name)
         try:
             reqs = metadata.requires(name) or []
@@ -39,7 +41,7 @@ def runtime_closure(dist: str) -> set[str]:
             env = [{"extra": e} for e in extras] or [{"extra": ""}]
             if req.marker is not None and not any(req.marker.evaluate(e) for e in env):
                 continue
-            todo.append((_name(req.name)[0], set(req.extras)))
+            todo.append((_name(req.name)[0], frozenset(req.extras)))
     return seen
 
 

@@ -5,6 +5,8 @@ rule train:
         split=res("preprocess/{dataset}/split.csv"),
         mrcs=res("preprocess/{dataset}/particles.mrcs"),
         truth=truth_table,
+        atoms=rules.reference.output.atoms,
+        modes=rules.modes.output.modes,
     output:
         model=res("train/{dataset}/{kind}/model.pt"),
         history=res("train/{dataset}/{kind}/history.csv"),
@@ -33,7 +35,8 @@ rule train:
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "{params.launch} cryopipe train --params {params.cfg:q} --kind {wildcards.kind} --star {input.star}"
-        " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --out-model {output.model}"
+        " --amplitudes {input.amplitudes} --split {input.split} {params.truth} --atoms {input.atoms}"
+        " --modes {input.modes} --out-model {output.model}"
         " --out-history {output.history} --out-curve {output.curve} > {log} 2>&1"
 
 

@@ -174,6 +174,37 @@ def test_refine_elastic_local_polishes_a_close_prediction(adk, aligner):
     assert rigid["cc"].mean() < res["cc"].mean()  # the wrong conformation fits worse
 
 
+def test_local_refit_from_hypotheses_converges_to_the_global_alignment(adk, aligner):
+    """Semi-amortised re-fit: three orientation hypotheses per image, one 15° off the truth and two at chance;
+    the local re-fit (no global search) picks the close one and ends where the global alignment ends."""
+    imgs, truth = noiseless(adk, 8, seed=6)
+    R_true, o_true, a_true = _truth_arrays(truth)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    glob = aligner.align(imgs.numpy(), d, progress=False)
+    g = torch.Generator().manual_seed(8)
+    axis = torch.nn.functional.normalize(torch.randn(8, 3, generator=g, dtype=torch.float64), dim=1)
+    close = torch.matrix_exp(skew(axis * np.radians(15.0))) @ R_true
+    chance = random_rotations(16, g).reshape(8, 2, 3, 3)
+    hypotheses = torch.cat([chance[:, :1], close[:, None], chance[:, 1:]], 1)  # the close one is second
+    rng = np.random.default_rng(1)
+    start = {
+        "rotations": hypotheses.numpy(),
+        "origins": o_true + rng.normal(0, 1.0, (8, 2)),
+        "amplitudes": a_true + rng.choice([-1.5, 1.5], a_true.shape),
+    }
+    res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=True)
+    to_global = angular_distance(torch.tensor(res["rotations"]), torch.tensor(glob["rotations"])).numpy()
+    assert np.median(to_global) < 1.0 and to_global.max() < 3.0, to_global
+    assert (res["start"] == 1).mean() >= 7 / 8, res["start"]  # the hypothesis 15° off won
+    assert np.abs(res["amplitudes"] - glob["amplitudes"]).max() < 0.5
+    assert np.linalg.norm(res["origins"] - glob["origins"], axis=1).max() / APIX < 0.3
+    # From the chance hypotheses alone, the local re-fit does not get there: the close hypothesis is what counts.
+    alone = aligner.align(
+        imgs.numpy(), d, progress=False, start={**start, "rotations": chance.numpy()}, search=False, elastic=True
+    )
+    assert np.median(angular_distance(torch.tensor(alone["rotations"]), R_true).numpy()) > 10
+
+
 def test_batch_equals_single_images(adk, aligner):
     imgs, truth = noiseless(adk, 3, seed=3)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()

@@ -25,7 +25,16 @@ TINY_WORKFLOW = {
     },
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
-    "train": {"models": "combined", "depth": 18, "epochs": 2, "batch_size": 16},
+    "train": {
+        "models": "combined",
+        "depth": 18,
+        "epochs": 2,
+        "batch_size": 16,
+        "source": "both",  # the simulator's inputs (atoms, modes) reach the rule
+        "width": 16,
+        "hypotheses": 2,
+        "simulation": {"epochs": 1, "images_per_epoch": 32},
+    },
     "refine": {"mode": "elastic", "candidates": 2},
     "analysis": {"umap": False, "pool_alignment": True, "cluster": {"k": 2}, "trajectory": {"frames": 3}},
 }

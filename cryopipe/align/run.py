@@ -226,20 +226,23 @@ class Aligner:
     ) -> dict[str, torch.Tensor]:
         """Re-fit images whose conformation (and a pose) a network predicted.
 
-        Candidates: the given pose and amplitudes, plus (search=True) the best distinct poses of a global
+        Candidates: the given pose (rotations (B, 3, 3)) or poses (several hypotheses per image, (B, H, 3, 3),
+        each with the given origin and amplitudes), plus (search=True) the best distinct poses of a global
         search, against projections of the amplitude start nearest each image's predicted conformation
         (rigid) or of every start (elastic, which then equals the alignment with the prediction as one
         more candidate). All are refined with the amplitudes held at the prediction (elastic=False, a
         rigid fit against the predicted conformation) or refined too, and the best correlation wins;
-        `from_start` says whether that was the given estimate.
+        `from_start` says whether that was a given estimate, `start` which one (−1: a search candidate).
         """
         batch = self._batch(images, defocus)
         B, R = len(images), len(self.rotations)
-        A0 = rotations.to(self.device, torch.float32)[:, None]
-        o0 = origins.to(self.device, torch.float32)[:, None]
-        a0 = amplitudes.to(self.device, torch.float32)[:, None]
+        A0 = rotations.to(self.device, torch.float32)
+        A0 = A0[:, None] if A0.ndim == 3 else A0
+        H = A0.shape[1]
+        o0 = origins.to(self.device, torch.float32)[:, None].expand(B, H, -1)
+        a0 = amplitudes.to(self.device, torch.float32)[:, None].expand(B, H, -1)
         start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)  # the search start nearest each prediction
-        z0 = self.start_second[start][:, None]  # ... decides the prediction's conformation
+        z0 = self.start_second[start][:, None].expand(B, H)  # ... decides the prediction's conformation
         if search and self.settings.candidates > 1:
             K = self.settings.candidates - 1
             if elastic:  # the amplitudes are free: search every start, as the alignment does
@@ -254,7 +257,7 @@ class Aligner:
                         K,
                         slice(q * R, (q + 1) * R),
                     )
-                a_s, z_s = a0.expand(B, K, -1), z0.expand(B, K)
+                a_s, z_s = a0[:, :1].expand(B, K, -1), z0[:, :1].expand(B, K)
             A0, o0, a0, z0 = (
                 torch.cat([A0, A_s], 1),
                 torch.cat([o0, o_s], 1),
@@ -262,7 +265,9 @@ class Aligner:
                 torch.cat([z0, z_s], 1),
             )
         res = self._fit_candidates(batch, A0, o0, a0, z0, elastic)
-        res["from_start"] = res.pop("winner") == 0
+        winner = res.pop("winner")
+        res["from_start"] = winner < H
+        res["start"] = torch.where(winner < H, winner, torch.full_like(winner, -1))
         return res
 
     def align(
@@ -275,7 +280,8 @@ class Aligner:
         elastic: bool = True,
     ) -> dict[str, np.ndarray]:
         """Fit every image: a global search from scratch, or (start = {"rotations", "origins", "amplitudes"},
-        arrays per image) a re-fit from given estimates, see `refine_batch`."""
+        arrays per image; rotations (n, 3, 3) or (n, H, 3, 3) hypotheses) a re-fit from given estimates, see
+        `refine_batch`."""
         from tqdm import tqdm
 
         out: dict[str, list] = {}
@@ -308,6 +314,7 @@ class Aligner:
             "second": cat["second"].double().numpy(),
             "margin": cat["margin"].double().numpy(),
         }
-        if "from_start" in cat:  # re-fits: did the given estimate (not a search candidate) win?
+        if "from_start" in cat:  # re-fits: did a given estimate (not a search candidate) win, and which?
             result["from_start"] = cat["from_start"].numpy()
+            result["start"] = cat["start"].numpy()
         return result

@@ -7,6 +7,27 @@ import argparse
 from cryopipe.commands import add_params_arg, resolve_params
 
 OUTPUTS = ["out_star", "out_amplitudes", "out_test_star", "out_test_amplitudes"]
+HYPOTHESIS_ANGLES = ("rot", "tilt", "psi")  # columns hypothesis<k>_<angle> (degrees, RELION ZYZ) of the table
+
+
+def hypothesis_rotations(table, n_max: int | None = None):
+    """(rotation matrices (n, K, 3, 3) of the orientation hypotheses in an `infer` amplitude table, best score
+    first, at most `n_max`), or None when the table has none (a network with one hypothesis)."""
+    import numpy as np
+    import torch
+
+    from cryopipe.geometry import euler_to_matrix
+
+    K = 0
+    while f"hypothesis{K + 1}_rot" in table.columns:
+        K += 1
+    if K == 0:
+        return None
+    K = min(K, n_max or K)
+    angles = np.stack(
+        [table[[f"hypothesis{j + 1}_{a}" for a in HYPOTHESIS_ANGLES]].to_numpy(dtype=np.float64) for j in range(K)], 1
+    )
+    return euler_to_matrix(torch.tensor(angles)).numpy()
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -52,6 +73,11 @@ def predict_star(models, particles, optics, star_path, batch_size: int, device, 
     out[ORIGIN] = pred["shifts"]
     table = pd.DataFrame(pred["amplitudes"], columns=modes)
     table.insert(0, "particle", [split_image_name(n)[0] for n in particles["rlnImageName"]])
+    if "hypothesis_euler" in pred:  # every orientation hypothesis, best score first: refine.search local tries them
+        for j in range(pred["hypothesis_euler"].shape[1]):
+            for c, name in enumerate(HYPOTHESIS_ANGLES):
+                table[f"hypothesis{j + 1}_{name}"] = pred["hypothesis_euler"][:, j, c]
+            table[f"hypothesis{j + 1}_score"] = pred["scores"][:, j]
     write_star(out_star, out, optics)
     with atomic_path(out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")

@@ -4,7 +4,9 @@ DeepHEMNMA (§4) proposes this for small image sets, where a network trained on 
 conformations better than poses: each image is aligned again, rigidly, against the reference deformed
 by the network's amplitudes (`refine.mode: rigid`), or with the amplitudes refined too (`elastic`).
 `refine.search: global` adds an SO(3) grid search (the alignment's `grid_spacing`) to the network's
-pose as candidates; `local` starts from the network's pose alone (enough when the network is close).
+pose as candidates; `local` starts from the network's pose alone (enough when the network is close), or,
+for a network with several orientation hypotheses (`train.hypotheses`), from each of its best-scored
+`candidates` hypotheses: the semi-amortised re-fit, no global search.
 The best-correlating candidate wins, so a refined pose never fits worse than the network's.
 """
 
@@ -24,7 +26,8 @@ def params_from_config(cfg: dict) -> dict:
     a = align.params_from_config(cfg)
     a.pop("outlier_threshold")  # set 1's filters; set 2 keeps every image
     a.pop("cc_threshold")
-    return {**a, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
+    steps = {k: r[k] if r[k] is not None else a[k] for k in ("coarse_steps", "fine_steps")}
+    return {**a, **steps, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -56,6 +59,7 @@ def main(args: argparse.Namespace) -> None:
 
     from cryopipe.analysis.errors import angle_errors, rotation_matrices
     from cryopipe.commands.align import load_reference, make_aligner
+    from cryopipe.commands.infer import hypothesis_rotations
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, load_images, read_star, split_image_name, write_star
@@ -80,6 +84,10 @@ def main(args: argparse.Namespace) -> None:
         raise CryopipeError(f"{args.amplitudes}: no row for particle {absent[0]} of {args.star}")
     a_net = amps.loc[ids, cols].to_numpy(dtype=np.float64)
     R_net = rotation_matrices(particles)
+    # A network with several orientation hypotheses: in a local re-fit each is a start (best score first, at
+    # most `candidates`); a global search adds its grid candidates to the best-scored one (the STAR's pose).
+    hypotheses = hypothesis_rotations(amps.loc[ids], params["candidates"]) if params["search"] == "local" else None
+    starts = R_net.numpy() if hypotheses is None else hypotheses
     o_net = particles[ORIGIN].to_numpy(dtype=np.float64)
 
     second = load_reference(args.reference) if args.reference else None
@@ -88,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
     res = aligner.align(
         images,
         particles[DEFOCUS].to_numpy(),
-        start={"rotations": R_net.numpy(), "origins": o_net, "amplitudes": a_net},
+        start={"rotations": starts, "origins": o_net, "amplitudes": a_net},
         search=params["search"] == "global",
         elastic=params["mode"] == "elastic",
     )
@@ -101,6 +109,7 @@ def main(args: argparse.Namespace) -> None:
     table["cc"] = res["cc"]
     table["angle_change"] = angle_errors(res["rotations"], R_net)
     table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
+    table["hypothesis"] = res["start"] + 1  # which of them (1 = best-scored; 0 = a global-search candidate)
     table["margin"] = res["margin"]
     if second is not None or params["second_reference"]["pdb"]:
         table["second_reference"] = res["second"]
@@ -117,6 +126,13 @@ def main(args: argparse.Namespace) -> None:
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
+    if hypotheses is not None:
+        won = np.bincount(table["hypothesis"].to_numpy(), minlength=hypotheses.shape[1] + 1)
+        print(
+            f"refine: the winning start was hypothesis 1..{hypotheses.shape[1]} (by score) for "
+            + ", ".join(f"{n / len(table):.0%}" for n in won[1:])
+            + f" of the images; a global-search candidate for {won[0] / len(table):.0%}"
+        )
     print(
         f"refine: {title}; median pose change {table['angle_change'].median():.1f}°, mean cc {table['cc'].mean():.3f}, "
         f"the network's prediction was the best start for {table['network_start_won'].mean():.0%} of the images"

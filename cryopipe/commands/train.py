@@ -1,4 +1,6 @@
-"""Train: ResNet + MLP on image set 1 (targets from the alignment, or the ground truth as an ablation)."""
+"""Train: ResNet + MLP on image set 1 (targets from the alignment, or the ground truth as an ablation), on
+images simulated on the fly from the reference, the modes and a noise model measured on set 1
+(`train.source: simulation`), or on both in turn (`both`: simulation, then set 1)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ KIND_CHOICES = ("amplitudes", "orientation", "shifts", "combined")
 
 
 def params_from_config(cfg: dict) -> dict:
+    from cryopipe.commands import align
+
     t = dict(cfg["train"])
-    return {
-        **t,
-        "seed": cfg["seed"],
-        "device": cfg["device"],
-        "modes": cfg["align"]["modes"] or cfg["conformations"]["modes"],
-    }
+    a = align.params_from_config(cfg)
+    out = {**t, "seed": cfg["seed"], "device": cfg["device"], "modes": a["modes"]}
+    if t["source"] != "alignment":  # what the training simulator renders with, as the alignment fits
+        out.update(resolution=a["resolution"], ctf=a["ctf"], background_radius=cfg["preprocess"]["background_radius"])
+    return out
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -27,6 +30,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amplitudes", required=True, help="align/<dataset>/amplitudes.csv (amplitudes, kept)")
     p.add_argument("--split", required=True, help="preprocess/<dataset>/split.csv (train/validation/test)")
     p.add_argument("--truth", help="ground truth, for targets: ground_truth")
+    p.add_argument("--atoms", help="reference atoms (reference/atoms.npz): needed by train.source simulation/both")
+    p.add_argument("--modes", help="normal modes (modes/modes.npz): needed by train.source simulation/both")
     p.add_argument("--out-model", required=True, help="output: best weights + target statistics (.pt)")
     p.add_argument("--out-history", required=True, help="output: per-epoch losses (.csv)")
     p.add_argument("--out-curve", required=True, help="output: learning curve (.png)")
@@ -60,10 +65,93 @@ def training_tables(params: dict, star: str, amplitudes: str, split: str, truth:
     return table, optics, cols
 
 
+def training_simulator(params: dict, args: argparse.Namespace, optics, std, kinds, cols, device: str):
+    """The on-the-fly simulator for these settings; everything it draws from comes from set 1's STAR and
+    the alignment's estimates (`cryopipe.nn.simulated`), never from a ground truth."""
+    import numpy as np
+    import torch
+
+    from cryopipe.align.model import heavy_atom_reference
+    from cryopipe.errors import CryopipeError
+    from cryopipe.imaging.project import sigma_for_resolution
+    from cryopipe.imaging.simulate import particle_radius
+    from cryopipe.io.star import DEFOCUS, ORIGIN, load_images, read_star
+    from cryopipe.io.structure import Atoms
+    from cryopipe.nn.simulated import (
+        NoiseModel,
+        TrainingPrior,
+        TrainingSimulator,
+        fitted_projections,
+        particle_discs,
+    )
+    from cryopipe.structure.modes import Modes
+
+    if not args.atoms or not args.modes:
+        raise CryopipeError(f"config key 'train.source' {params['source']}: give --atoms and --modes")
+    sim = params["simulation"]
+    # The alignment's estimates of the kept training images (also under targets: ground_truth).
+    table, _, _ = training_tables({**params, "targets": "alignment"}, args.star, args.amplitudes, args.split, None)
+    fits = table[table["subset"] == "train"].reset_index(drop=True)
+    if len(fits) < 2:
+        raise CryopipeError(f"{args.amplitudes}: fewer than 2 kept training images to measure the noise on")
+    particles, _ = read_star(args.star)  # defocus: every set-1 row (the CTF estimates, not a truth)
+    atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
+    sigma = sigma_for_resolution(params["resolution"])
+    # Hydrogens merged into their heavy atoms: the alignment's fine model, half the Gaussians to render.
+    ref = heavy_atom_reference(atoms.coords, atoms.weights, modes.select(params["modes"]), atoms.elements, sigma)
+    optics_row = optics.iloc[0].to_dict()
+    L, px = int(optics_row["rlnImageSize"]), float(optics_row["rlnImagePixelSize"])
+    sample = fits.iloc[np.linspace(0, len(fits) - 1, min(len(fits), 2000)).astype(int)].reset_index(drop=True)
+    images = torch.as_tensor(np.asarray(load_images(sample, args.star), dtype=np.float32))
+    fitted = fitted_projections(ref, sample, sample[cols].to_numpy(dtype=np.float64), optics_row, ctf=params["ctf"])
+    radius = particle_radius(ref.coords.numpy(), sigma) / px
+    noise = NoiseModel.from_fits(images, fitted, particle_discs(sample, radius, L, px))
+    measured = noise.snr
+    if sim["snr"] is not None:
+        noise.snr = float(sim["snr"])
+    box = None if sim["amplitude_box"] is None else np.asarray(sim["amplitude_box"], dtype=np.float64)
+    if box is not None and box.shape != (len(cols), 2):
+        raise CryopipeError(f"config key 'train.simulation.amplitude_box': needs one [lo, hi] per mode of {cols}")
+    shifts = np.linalg.norm(fits[ORIGIN].to_numpy(dtype=np.float64), axis=1)
+    prior = TrainingPrior(
+        amplitudes=fits[cols].to_numpy(dtype=np.float64),
+        broadening=sim["amplitude_broadening"],
+        max_shift=float(np.percentile(shifts, 99)),
+        defocus=particles[DEFOCUS].to_numpy(dtype=np.float64),
+        noise=noise,
+        box=box,
+    )
+    print(
+        f"train: simulator: SNR {noise.snr:.3g} in the preprocessed images (measured on {len(sample)} set-1 fits: "
+        f"{measured:.3g}), origins within {prior.max_shift:.2f} Å, amplitudes "
+        + ("uniform in the config's box" if box is not None else f"set-1 estimates ± {sim['amplitude_broadening']}σ")
+        + f", rendered at {sim['oversample']}× {L} px"
+    )
+    return TrainingSimulator(
+        ref.coords.numpy(),
+        ref.weights.numpy(),
+        ref.modes.numpy(),
+        sigma,
+        prior,
+        optics_row,
+        cols,
+        kinds=kinds,
+        standardise=std.forward,
+        seed=params["seed"],
+        batch_size=params["batch_size"],
+        images_per_epoch=sim["images_per_epoch"],
+        oversample=sim["oversample"],
+        background_radius=params["background_radius"],
+        ctf=params["ctf"],
+        device=device,
+    )
+
+
 def main(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
 
+    import pandas as pd
     import torch
 
     from cryopipe.device import pick_device
@@ -72,6 +160,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.nn.engine import TrainSettings, fit
     from cryopipe.nn.heads import KINDS, Regressor
     from cryopipe.nn.targets import Standardiser, targets_from_tables
+    from cryopipe.plots import save_learning_curve
 
     params = resolve_params(args, params_from_config)
     table, optics, cols = training_tables(params, args.star, args.amplitudes, args.split, args.truth)
@@ -87,7 +176,16 @@ def main(args: argparse.Namespace) -> None:
 
     torch.manual_seed(params["seed"])
     size = int(optics["rlnImageSize"].iloc[0])
-    model = Regressor(kinds, len(cols), depth=params["depth"], dropout=params["dropout"], image_size=size)
+    model = Regressor(
+        kinds,
+        len(cols),
+        depth=params["depth"],
+        dropout=params["dropout"],
+        image_size=size,
+        hypotheses=params["hypotheses"],
+        width=params["width"],
+        input_size=params["input_size"],
+    )
     meta = {
         "kinds": list(kinds),
         "n_modes": len(cols),
@@ -97,23 +195,64 @@ def main(args: argparse.Namespace) -> None:
         "standardiser": std.state(),
         "image_size": size,
         "targets": params["targets"],
+        "architecture": model.config(),
+        "source": params["source"],
     }
     settings = TrainSettings.from_params(params, device=pick_device(params["device"]))
     out_dir = Path(args.out_model).parent
+    source = params["source"]
     print(
-        f"train: {args.kind}, ResNet{params['depth']}, {len(train)} training / {len(val)} validation images, "
-        f"targets from {params['targets']}, device {settings.device}"
+        f"train: {args.kind}, ResNet{params['depth']} (width {params['width']}, input "
+        f"{model.input_size or size} px, {model.hypotheses} orientation hypotheses), source {source}: "
+        f"{len(train)} training / {len(val)} validation images of set 1, targets from {params['targets']}, "
+        f"device {settings.device}"
     )
-    # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).
-    history = fit(
-        model, dataset(train), dataset(val), settings, out_dir, meta=meta, resume=True, stop_after=args.stop_after
-    )
+    phases = []
+    state = None
+    if source in ("simulation", "both"):
+        simulator = training_simulator(params, args, optics, std, kinds, cols, settings.device)
+        sim = params["simulation"]
+        sim_settings = TrainSettings.from_params(
+            {**params, "epochs": sim["epochs"], "lr": sim["lr"] or params["lr"]}, device=settings.device
+        )
+        # Validated on real set-1 images with the alignment's labels: the gap from simulation to data shows.
+        sim_dir = out_dir if source == "simulation" else out_dir / "pretrain"
+        phases.append(
+            fit(
+                model,
+                simulator,
+                dataset(val),
+                sim_settings,
+                sim_dir,
+                meta={**meta, "phase": "simulation", "simulation": sim},
+                resume=True,
+                stop_after=args.stop_after,
+            ).assign(phase="simulation")
+        )
+        state = torch.load(sim_dir / "best.pt", map_location="cpu", weights_only=False)["model"]
+    if source in ("alignment", "both"):
+        # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).
+        phases.append(
+            fit(
+                model,
+                dataset(train),
+                dataset(val),
+                settings,
+                out_dir,
+                meta={**meta, "phase": "alignment", "simulation": params["simulation"] if state else None},
+                resume=True,
+                stop_after=args.stop_after,
+                initial_state=state,
+            ).assign(phase="alignment")
+        )
+    history = pd.concat(phases, ignore_index=True)
+    history["phase_epoch"] = history["epoch"]
+    history["epoch"] = range(1, len(history) + 1)
+    history["presentations"] = (history["train_images_per_s"] * history["seconds"]).round().cumsum().astype(int)
     if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
         shutil.copyfile(out_dir / "best.pt", args.out_model)
-    if Path(args.out_history).resolve() != (out_dir / "history.csv").resolve():
-        shutil.copyfile(out_dir / "history.csv", args.out_history)
-    if Path(args.out_curve).resolve() != (out_dir / "learning_curve.png").resolve():
-        shutil.copyfile(out_dir / "learning_curve.png", args.out_curve)
+    history.to_csv(args.out_history, index=False)
+    save_learning_curve(history, args.out_curve)
     best = history["val_loss"].min()
     # absent from the history of a checkpoint written by an older version
     constant = float(history["constant_val_loss"].iloc[-1]) if "constant_val_loss" in history else float("nan")

@@ -28,12 +28,18 @@ def signal_and_noise_variance(
     scale = (x * f).sum((-2, -1)) / (f * f).sum((-2, -1)).clamp_min(1e-300)
     signal = scale[:, None, None] * f
     residual = x - signal
-    mask = disc.to(x.device).double().expand_as(x)
-    n = mask.sum((-2, -1))
-    mean = (signal * mask).sum((-2, -1)) / n
-    var_signal = ((signal - mean[:, None, None]) ** 2 * mask).sum((-2, -1)) / (n - 1)
+    var_signal = disc_variance(signal, disc)
     var_noise = residual.var(dim=(-2, -1))
     return var_signal.cpu().numpy(), var_noise.cpu().numpy()
+
+
+def disc_variance(images: torch.Tensor, disc: torch.Tensor) -> torch.Tensor:
+    """Variance (B,) of each image (B, L, L) over the pixels of its disc (boolean (B, L, L) or (L, L)):
+    the signal variance of the SNR definition."""
+    mask = disc.to(images.device, images.dtype).expand_as(images)
+    n = mask.sum((-2, -1))
+    mean = (images * mask).sum((-2, -1)) / n
+    return ((images - mean[:, None, None]) ** 2 * mask).sum((-2, -1)) / (n - 1)
 
 
 def estimate_snr(images: torch.Tensor, fitted: torch.Tensor, disc: torch.Tensor) -> tuple[float, np.ndarray]:

@@ -102,8 +102,7 @@ class Simulator:
         self.optics = optics
         self.ctf = ctf
         self.padded = int(2 * round(optics.size * pad_factor / 2))
-        radius = float(np.linalg.norm(coords, axis=1).max() + 2 * sigma)
-        self.mask_radius_px = radius / optics.pixel_size
+        self.mask_radius_px = particle_radius(coords, sigma) / optics.pixel_size
 
     def _tensor(self, values) -> torch.Tensor:
         return torch.tensor(np.array(values, dtype=np.float64), device=self.device)
@@ -154,10 +153,9 @@ class Simulator:
 
     def signal_variance(self, signal: torch.Tensor, batch: pd.DataFrame) -> np.ndarray:
         """var(signal) inside each particle's disc (B,)."""
-        mask = self.particle_mask(batch).float()
-        n = mask.sum((-2, -1))
-        mean = (signal * mask).sum((-2, -1)) / n
-        return (((signal - mean[:, None, None]) ** 2 * mask).sum((-2, -1)) / (n - 1)).double().cpu().numpy()
+        from cryopipe.imaging.noise import disc_variance
+
+        return disc_variance(signal, self.particle_mask(batch)).double().cpu().numpy()
 
     def noise(
         self, batch: pd.DataFrame, noise_var: float, before_fraction: float, seed: int, name: str
@@ -177,6 +175,12 @@ class Simulator:
         ctf_power = (ctf**2 * w).sum(dim=(-2, -1)) / (P * P)
         sd_before = torch.sqrt(before_fraction * noise_var / ctf_power)[:, None, None]
         return after + self._ctf_filter_crop(sd_before * white[:, 0], ctf)
+
+
+def particle_radius(coords: np.ndarray, sigma: float) -> float:
+    """Å: the radius of the disc the signal variance is measured in: the largest atom distance from the
+    centre plus 2σ."""
+    return float(np.linalg.norm(np.asarray(coords), axis=1).max() + 2 * sigma)
 
 
 def noise_variance_for_snr(signal_variances: np.ndarray, snr: float) -> float:

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sized
+from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import cast
@@ -113,9 +113,15 @@ def fit(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    initial_state: dict | None = None,
 ) -> pd.DataFrame:
     """Train `model`; returns the per-epoch history. `meta` is stored in every checkpoint (model
-    configuration, target statistics) so a checkpoint alone is enough for inference."""
+    configuration, target statistics) so a checkpoint alone is enough for inference.
+
+    `train_ds` is a Dataset of (image, targets, index), or a batch source with `epoch_batches(epoch, rank,
+    world)` that yields whole batches (`cryopipe.nn.simulated.TrainingSimulator`: new images each epoch,
+    a function of (seed, step); no in-plane augmentation, its poses are uniform already).
+    `initial_state`: weights to start from (fine-tuning), unless a matching checkpoint is resumed."""
     from tqdm import tqdm
 
     rank, world, local_rank = distributed()
@@ -136,6 +142,8 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=0.1)
     fingerprint = settings.fingerprint({"meta": meta})
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     start, best, bad, history = 1, float("inf"), 0, []
     last = out_dir / "last.pt"
     if resume and last.exists():
@@ -160,7 +168,11 @@ def fit(
         if bad >= settings.patience:
             break
         torch.manual_seed(settings.seed * 100003 + epoch)  # dropout draws: a function of (seed, epoch) only
-        if world > 1:
+        simulated = hasattr(train_ds, "epoch_batches")
+        batches: Iterable
+        if simulated:
+            batches = train_ds.epoch_batches(epoch, rank, world)  # type: ignore[attr-defined]
+        elif world > 1:
             sampler: torch.utils.data.Sampler[int] = torch.utils.data.distributed.DistributedSampler(
                 train_ds, seed=settings.seed, drop_last=False
             )
@@ -168,19 +180,22 @@ def fit(
         else:
             gen = torch.Generator().manual_seed(settings.seed * 100003 + epoch)
             sampler = torch.utils.data.RandomSampler(cast(Sized, train_ds), generator=gen)
-        loader = DataLoader(
-            train_ds,
-            batch_size=settings.batch_size,
-            sampler=sampler,
-            collate_fn=collate,
-            num_workers=settings.num_workers,
-            pin_memory=cuda,
-        )
+        if not simulated:
+            batches = DataLoader(
+                train_ds,
+                batch_size=settings.batch_size,
+                sampler=sampler,
+                collate_fn=collate,
+                num_workers=settings.num_workers,
+                pin_memory=cuda,
+            )
         net.train()
         aug_gen = torch.Generator().manual_seed(settings.seed * 100003 + epoch + 1)
         t0, total, n = time.perf_counter(), 0.0, 0
+        n_batches = getattr(train_ds, "batches_per_epoch", None) if simulated else len(cast(Sized, batches))
         for imgs, targets, _ in tqdm(
-            loader,
+            batches,
+            total=n_batches,
             desc=f"epoch {epoch}/{settings.epochs}",
             disable=not progress or rank != 0,
             mininterval=5,
@@ -188,7 +203,7 @@ def fit(
         ):
             imgs = imgs.to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-            if settings.augment_inplane:
+            if settings.augment_inplane and not simulated:
                 imgs, targets = random_inplane(imgs, targets, aug_gen)
             imgs = imgs.contiguous(memory_format=fmt)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from cryopipe.geometry import quaternion_to_euler
 from cryopipe.nn.engine import collate
 from cryopipe.nn.heads import Regressor
+from cryopipe.nn.hypotheses import ranked
 from cryopipe.nn.targets import Standardiser
 
 
@@ -23,6 +24,7 @@ def load_model(path, device="cpu") -> tuple[Regressor, Standardiser, dict]:
         depth=meta["depth"],
         dropout=meta.get("dropout", 0.5),
         image_size=meta["image_size"],
+        **meta.get("architecture", {}),  # hypotheses, width, input_size (absent: the defaults)
     )
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), Standardiser(meta["standardiser"]), meta
@@ -31,7 +33,9 @@ def load_model(path, device="cpu") -> tuple[Regressor, Standardiser, dict]:
 def predict(
     checkpoints: list, dataset, batch_size: int = 128, device: str = "cpu", progress: bool = True
 ) -> tuple[dict, float]:
-    """Predictions of every kind the checkpoints cover, destandardised; plus images/s."""
+    """Predictions of every kind the checkpoints cover, destandardised; plus images/s. With several
+    orientation hypotheses also `hypotheses` (n, K, 4), `scores` (n, K) and `hypothesis_euler` (n, K, 3),
+    best score first."""
     from tqdm import tqdm
 
     dev = torch.device(device)
@@ -52,4 +56,8 @@ def predict(
     pred = {k: np.concatenate(v) for k, v in parts.items()}
     if "orientation" in pred:
         pred["euler"] = quaternion_to_euler(torch.tensor(pred["orientation"])).numpy()
+    if "hypotheses" in pred:  # every hypothesis, best score first, as RELION angles (n, K, 3)
+        q, scores = ranked(torch.tensor(pred["hypotheses"]), torch.tensor(pred["scores"]))
+        pred["hypotheses"], pred["scores"] = q.numpy(), scores.numpy()
+        pred["hypothesis_euler"] = quaternion_to_euler(q.reshape(-1, 4)).reshape(q.shape[0], q.shape[1], 3).numpy()
     return pred, rate

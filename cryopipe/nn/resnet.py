@@ -57,26 +57,28 @@ LAYOUTS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, in
 
 
 class ResNet(nn.Module):
-    """Stem (7×7/2 conv, 3×3/2 max-pool), four stages (64-512 planes), flattened final feature map.
+    """Stem (7×7/2 conv, 3×3/2 max-pool), four stages (width × 1, 2, 4, 8 planes; He et al.: width 64),
+    flattened final feature map.
 
     DeepHEMNMA feeds the MLP the *flattened feature maps*: unlike global average pooling this keeps
     where things are in the image, which the shift and orientation targets depend on. The feature
     count therefore depends on the image size (512·2·2 for ResNet18/34 at 64 px).
     """
 
-    def __init__(self, depth: int = 34, in_channels: int = 1, image_size: int = 64):
+    def __init__(self, depth: int = 34, in_channels: int = 1, image_size: int = 64, width: int = 64):
         super().__init__()
         if depth not in LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(LAYOUTS)}, got {depth}")
         block, counts = LAYOUTS[depth]
+        self.width = width
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
-        stages, cin = [], 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
+        stages, cin = [], width
+        for i, (planes, n) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), counts)):
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1))

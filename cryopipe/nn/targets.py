@@ -85,11 +85,18 @@ def constant_loss(train_targets: dict[str, torch.Tensor], val_targets: dict[str,
 
 
 def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean L1 loss per kind (standardised amplitudes/shifts; quaternion L1 up to sign)."""
+    """Mean L1 loss per kind (standardised amplitudes/shifts; quaternion L1 up to sign). With several
+    orientation hypotheses (`hypotheses`, `scores` in the outputs) the orientation term is the
+    winner-takes-all loss, score ranking included (`cryopipe.nn.hypotheses`)."""
+    from cryopipe.nn.hypotheses import winner_takes_all
+
     terms = {}
     for k, v in outputs.items():
         if k == "orientation":
-            terms[k] = quaternion_l1(v, targets[k]).mean()
-        else:
+            if "hypotheses" in outputs:
+                terms[k] = winner_takes_all(outputs["hypotheses"], outputs["scores"], targets[k])[0]
+            else:
+                terms[k] = quaternion_l1(v, targets[k]).mean()
+        elif k not in ("hypotheses", "scores"):
             terms[k] = (v - targets[k]).abs().mean()
     return terms

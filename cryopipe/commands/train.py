@@ -157,7 +157,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.nn.data import ParticleDataset
-    from cryopipe.nn.engine import TrainSettings, fit
+    from cryopipe.nn.engine import TrainSettings, distributed, fit
     from cryopipe.nn.heads import KINDS, Regressor
     from cryopipe.nn.targets import Standardiser, targets_from_tables
     from cryopipe.plots import save_learning_curve
@@ -210,7 +210,9 @@ def main(args: argparse.Namespace) -> None:
     phases = []
     state = None
     if source in ("simulation", "both"):
-        simulator = training_simulator(params, args, optics, std, kinds, cols, settings.device)
+        # Each torchrun process renders on its own GPU (the engine trains rank r on cuda:<local rank>).
+        render_device = f"cuda:{distributed()[2]}" if settings.device == "cuda" else settings.device
+        simulator = training_simulator(params, args, optics, std, kinds, cols, render_device)
         sim = params["simulation"]
         sim_settings = TrainSettings.from_params(
             {**params, "epochs": sim["epochs"], "lr": sim["lr"] or params["lr"]}, device=settings.device

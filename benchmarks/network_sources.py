@@ -1,0 +1,286 @@
+"""What each training source buys: set-2 errors vs truth against training presentations and CPU minutes.
+
+One pool of AdK images is simulated and preprocessed as `benchmarks/align.py` does (128 → 64 px, SNR and
+defocus as given); set 1 (`--n1`) is aligned globally with the default alignment settings, giving the HEMNMA
+labels, and set 2 (`--n2`) is what every network is scored on, against the truth. For each source of
+`--sources` one network (the combined ResNet + MLP of `train`, with `--hypotheses` orientation hypotheses)
+is trained for `--minutes` of wall time on 2 cores, and scored on set 2 after every `--chunk` epochs:
+
+- alignment:  the set-1 images with their alignment labels (DeepHEMNMA), in-plane augmented;
+- simulation: images drawn on the fly (`cryopipe.nn.simulated`); prior and noise from set 1's estimates;
+- both:       simulation for `--pretrain-share` of the minutes, then the set-1 labels for the rest.
+
+Beside each curve, the best constant prediction (what a network that learnt nothing scores). Then, for the
+last network of each source, set 2 is re-fitted locally from its hypotheses (`refine.search: local`,
+elastic) and globally aligned from scratch (what `refine.search: global` costs), both timed in this run.
+
+Data made another way than the training simulator's: `--motion morph` (the real 4AKE → 1AKE path, no mode
+made it) and `--density scattering` (electron form factors and the PDB's B-factors instead of the
+simulator's Gaussians). For the morph, the amplitude error is against the truth's projection on the fitted
+modes (the best the model can do).
+
+    python benchmarks/network_sources.py --snr 0.1 --minutes 15                       # ~55 min on 2 cores
+    python benchmarks/network_sources.py --snr 1 --minutes 10 --sources simulation both
+    python benchmarks/network_sources.py --snr 0.1 --motion morph --density scattering --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--snr", type=float, default=0.1)
+    ap.add_argument("--n1", type=int, default=600, help="set-1 images (aligned; their labels train `alignment`)")
+    ap.add_argument("--n2", type=int, default=300, help="set-2 images (scored against the truth)")
+    ap.add_argument("--sources", nargs="+", default=["alignment", "simulation", "both"])
+    ap.add_argument("--minutes", type=float, default=10.0, help="wall minutes of training per source")
+    ap.add_argument("--pretrain-share", type=float, default=0.75, help="both: share of the minutes on simulation")
+    ap.add_argument("--chunk", type=int, default=1, help="epochs between evaluations")
+    ap.add_argument("--images-per-epoch", type=int, default=2048, help="simulation epochs")
+    ap.add_argument("--hypotheses", type=int, default=4)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--oversample", type=int, default=2)
+    ap.add_argument("--motion", choices=["helix", "morph"], default="helix")
+    ap.add_argument("--density", choices=["gaussian", "scattering"], default="gaussian")
+    ap.add_argument("--defocus", type=float, nargs=2, default=[0.5, 2.0], metavar=("LO", "HI"), help="µm")
+    ap.add_argument("--no-refit", action="store_true", help="skip the local re-fit and the global alignment of set 2")
+    ap.add_argument(
+        "--refit-steps",
+        type=int,
+        nargs=2,
+        action="append",
+        metavar=("COARSE", "FINE"),
+        help="Adam steps of the local re-fit's coarse and fine stages (repeatable; default: the alignment's)",
+    )
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    import torch
+    from align import simulate_preprocessed  # benchmarks/align.py: the same simulation + preprocessing
+
+    from cryopipe.align.model import heavy_atom_reference, residue_beads
+    from cryopipe.align.run import Aligner, AlignSettings
+    from cryopipe.analysis.errors import angle_errors, shift_errors_px
+    from cryopipe.commands.align import params_from_config as align_params
+    from cryopipe.commands.train import params_from_config as train_params
+    from cryopipe.config import default_config
+    from cryopipe.geometry import quaternion_to_matrix
+    from cryopipe.imaging.simulate import particle_radius
+    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN
+    from cryopipe.nn.engine import TrainSettings, fit
+    from cryopipe.nn.heads import KINDS, Regressor
+    from cryopipe.nn.hypotheses import ranked
+    from cryopipe.nn.simulated import NoiseModel, TrainingPrior, TrainingSimulator, fitted_projections, particle_discs
+    from cryopipe.nn.targets import Standardiser, constant_prediction, targets_from_tables
+
+    torch.set_num_threads(args.threads)
+    size, n = 64, args.n1 + args.n2
+    apix = 0.65 * 128 / size
+    t0 = time.perf_counter()
+    imgs, truth, atoms, modes, sigma, _field, _ = simulate_preprocessed(
+        n, size, args.snr, True, args.defocus, args.seed, args.motion, args.density
+    )
+    cols = ["mode7", "mode8", "mode9"]
+    s1, s2 = np.arange(args.n1), np.arange(args.n1, n)
+    truth2 = truth.iloc[s2].reset_index(drop=True)
+    print(
+        f"AdK 4AKE, {n} images ({args.n1} set 1, {args.n2} set 2), {size} px, SNR {args.snr}, data: {args.motion}, "
+        f"{args.density} density; simulated in {time.perf_counter() - t0:.0f} s"
+    )
+
+    # --- the alignment of set 1 (labels, prior, noise) and, later, of set 2 (the global re-fit it replaces)
+    vectors = modes.select([7, 8, 9])
+    keys = [f"{c}{r}" for c, r in zip(atoms.chains, atoms.resnums)]
+    optics = {"voltage": 200.0, "spherical_aberration": 2.0, "amplitude_contrast": 0.1, "pixel_size": apix}
+    cfg = default_config()
+    aligner = Aligner(
+        heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma),
+        residue_beads(atoms.coords, atoms.weights, vectors, keys, sigma),
+        AlignSettings.from_params(align_params(cfg), size),
+        optics,
+        size,
+        device="cpu",
+    )
+    defocus = truth[DEFOCUS].to_numpy()
+    t0 = time.perf_counter()
+    res1 = aligner.align(imgs[s1].numpy(), defocus[s1], progress=False)
+    print(f"set-1 alignment: {time.perf_counter() - t0:.0f} s, median angle error "
+          f"{np.median(angle_errors(res1['rotations'], truth.iloc[s1])):.2f}°")  # fmt: skip
+    set1 = pd.DataFrame(res1["amplitudes"], columns=cols)
+    set1[EULER], set1[ORIGIN] = res1["euler"], res1["origins"]
+    set1[DEFOCUS] = defocus[s1]  # the CTF estimate: known for real data too
+    n_val = max(args.n1 // 10, 2)
+    train_rows, val_rows = set1.iloc[: args.n1 - n_val], set1.iloc[args.n1 - n_val :]
+    kinds = KINDS
+    std = Standardiser.fit(targets_from_tables(train_rows, train_rows, cols))
+
+    ref = heavy_atom_reference(atoms.coords, atoms.weights, vectors, atoms.elements, sigma)
+    optics_row = {
+        "rlnImageSize": size,
+        "rlnImagePixelSize": apix,
+        "rlnVoltage": 200.0,
+        "rlnSphericalAberration": 2.0,
+        "rlnAmplitudeContrast": 0.1,
+        "rlnCtfDataArePhaseFlipped": 1,
+    }
+    fitted = fitted_projections(ref, train_rows, train_rows[cols].to_numpy(), optics_row)
+    discs = particle_discs(train_rows, particle_radius(ref.coords.numpy(), sigma) / apix, size, apix)
+    noise = NoiseModel.from_fits(imgs[train_rows.index.to_numpy()], fitted, discs)
+    shifts = np.linalg.norm(train_rows[ORIGIN].to_numpy(), axis=1)
+    prior = TrainingPrior(train_rows[cols].to_numpy(), 0.5, float(np.percentile(shifts, 99)), defocus[s1], noise)
+    print(f"noise measured on set 1 against the alignment's fits: SNR {noise.snr:.3g} (preprocessed images)")
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, rows):
+            self.idx = rows.index.to_numpy()
+            raw = targets_from_tables(rows, rows, cols)
+            self.targets = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in std.forward(raw).items()}
+
+        def __len__(self):
+            return len(self.idx)
+
+        def __getitem__(self, i):
+            return imgs[self.idx[i]][None], {k: v[i] for k, v in self.targets.items()}, i
+
+    true_amps = truth2.reindex(columns=cols).to_numpy(dtype=np.float64)
+    if args.motion == "morph" and np.isnan(true_amps).any():
+        raise SystemExit("the morph truth has no mode columns to score amplitudes against")
+
+    def errors(rotations, origins, amplitudes) -> dict:
+        ang = angle_errors(torch.as_tensor(rotations, dtype=torch.float64), truth2)
+        sh = shift_errors_px(np.asarray(origins), truth2, apix)
+        rmsd = np.sqrt(((np.asarray(amplitudes) - true_amps) ** 2).mean(1))
+        return {"angle_median": np.median(ang), "angle_mean": ang.mean(), "shift": sh.mean(), "amp_rmsd": rmsd.mean()}
+
+    raw_train = targets_from_tables(train_rows, train_rows, cols)
+    const = constant_prediction({k: torch.as_tensor(v) for k, v in raw_train.items()})
+    const_err = errors(
+        quaternion_to_matrix(const["orientation"].double()).expand(args.n2, 3, 3),
+        np.tile(const["shifts"].numpy(), (args.n2, 1)),
+        np.tile(const["amplitudes"].numpy(), (args.n2, 1)),
+    )
+
+    def predict(model):
+        model.eval()
+        with torch.no_grad():
+            outs = [model(imgs[s2][i : i + 256, None]) for i in range(0, args.n2, 256)]
+        out = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        raw = std.inverse({k: out[k].double().numpy() for k in KINDS})
+        hyp = out.get("hypotheses", out["orientation"][:, None])
+        q, _ = ranked(hyp.double(), out.get("scores", torch.zeros(len(hyp), 1)).double())
+        return raw, quaternion_to_matrix(q)
+
+    header = (
+        f"{'source':>10} {'phase':>10} {'epoch':>5} {'presented':>9} {'wall min':>8} {'CPU min':>7} | "
+        f"{'angle med':>9} {'mean':>6} {'shift px':>8} {'amp RMSD':>8} | best of {args.hypotheses}: angle med"
+    )
+    line = lambda e: f"{e['angle_median']:>8.1f}° {e['angle_mean']:>5.1f}° {e['shift']:>8.2f} {e['amp_rmsd']:>8.2f}"
+    print(f"\nconstant prediction (set-1 labels' L1-best constant): {line(const_err)}")
+    print(header)
+    base = {
+        **train_params(cfg),
+        "batch_size": args.batch,
+        "lr": args.lr,
+        "lr_step": 10**6,
+        "patience": 10**6,
+        "seed": args.seed,
+        "augment_inplane": True,
+    }
+    finals = {}
+    for source in args.sources:
+        torch.manual_seed(args.seed)
+        model = Regressor(
+            kinds,
+            len(cols),
+            depth=args.depth,
+            dropout=args.dropout,
+            image_size=size,
+            hypotheses=args.hypotheses,
+            width=args.width,
+            input_size=args.input_size,
+        )
+        share = args.pretrain_share
+        phases = {"alignment": [("alignment", args.minutes)], "simulation": [("simulation", args.minutes)]}.get(
+            source, [("simulation", args.minutes * share), ("alignment", args.minutes * (1 - share))]
+        )
+        presented, wall, cpu = 0, 0.0, 0.0
+        for phase, minutes in phases:
+            if phase == "simulation":
+                train_ds = TrainingSimulator(
+                    ref.coords.numpy(), ref.weights.numpy(), ref.modes.numpy(), sigma, prior, optics_row, cols,
+                    kinds=kinds, standardise=std.forward, seed=args.seed, batch_size=args.batch,
+                    images_per_epoch=args.images_per_epoch, oversample=args.oversample,
+                )  # fmt: skip
+            else:
+                train_ds = Images(train_rows)
+            settings = TrainSettings.from_params({**base, "epochs": 10**6}, device="cpu")
+            with tempfile.TemporaryDirectory() as out:
+                epoch, spent = 0, 0.0
+                while spent < minutes * 60:
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    hist = fit(model, train_ds, Images(val_rows), settings, Path(out), meta={"phase": phase},
+                               resume=True, stop_after=args.chunk, progress=False)  # fmt: skip
+                    model.load_state_dict(torch.load(f"{out}/last.pt", weights_only=False)["model"])
+                    dw, dc = time.perf_counter() - w0, time.process_time() - c0
+                    spent, wall, cpu = spent + dw, wall + dw, cpu + dc
+                    epoch = len(hist)
+                    presented += int(round(hist["train_images_per_s"].iloc[-args.chunk :].mul(
+                        hist["seconds"].iloc[-args.chunk :]).sum()))  # fmt: skip
+                    raw, R = predict(model)
+                    e = errors(R[:, 0], raw["shifts"], raw["amplitudes"])
+                    ang_k = np.stack([angle_errors(R[:, k], truth2) for k in range(R.shape[1])], 1).min(1)
+                    print(f"{source:>10} {phase:>10} {epoch:>5} {presented:>9} {wall / 60:>8.1f} {cpu / 60:>7.1f} | "
+                          f"{line(e)} | {np.median(ang_k):.1f}°", flush=True)  # fmt: skip
+        finals[source] = (model, raw, R)
+
+    if args.no_refit:
+        return
+    print("\nset 2 re-fitted (elastic) against the truth; CPU-s per image measured here:")
+    c0 = time.process_time()
+    glob = aligner.align(imgs[s2].numpy(), defocus[s2], progress=False)
+    glob_cpu = (time.process_time() - c0) / args.n2
+    print(f"{'global alignment':>44}: {line(errors(glob['rotations'], glob['origins'], glob['amplitudes']))}  "
+          f"{glob_cpu:.3f} CPU-s/image")  # fmt: skip
+    from copy import copy
+    from dataclasses import replace
+
+    refitters = []
+    for coarse, fine in args.refit_steps or [(aligner.settings.coarse[0].steps, aligner.settings.fine[0].steps)]:
+        local = copy(aligner)  # the same model and search grid; only the refinement's step counts differ
+        local.settings = replace(
+            aligner.settings,
+            coarse=[replace(st, steps=coarse) for st in aligner.settings.coarse],
+            fine=[replace(st, steps=fine) for st in aligner.settings.fine][: 1 if fine else 0],
+        )
+        refitters.append((f"{coarse}+{fine} steps", local))
+    for source, (_model, raw, R) in finals.items():
+        for (steps, local), k in [(r, k) for r in refitters for k in sorted({1, R.shape[1]})]:
+            c0 = time.process_time()
+            loc = local.align(
+                imgs[s2].numpy(), defocus[s2], progress=False, search=False, elastic=True,
+                start={"rotations": R[:, :k].numpy(), "origins": raw["shifts"], "amplitudes": raw["amplitudes"]},
+            )  # fmt: skip
+            loc_cpu = (time.process_time() - c0) / args.n2
+            won = np.bincount(loc["start"], minlength=k) / args.n2
+            print(f"{source + f' + local re-fit from {k}, {steps}':>44}: "
+                  f"{line(errors(loc['rotations'], loc['origins'], loc['amplitudes']))}  {loc_cpu:.3f} CPU-s/image "
+                  f"({loc_cpu / glob_cpu:.2f}× the global); winning hypothesis by rank: "
+                  + " ".join(f"{w:.0%}" for w in won))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -188,3 +188,54 @@ def test_simulation_source_needs_the_reference(aligned_tiny):
                    "--out-history", d / "h.csv", "--out-curve", d / "c.png", check=False)  # fmt: skip
     assert proc.returncode == 2 and "train.source" in proc.stderr and "--atoms" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (d / "m.pt").exists()
+
+
+def test_both_cut_short_in_the_simulation_phase_resumes_it_before_fine_tuning(aligned_tiny, tmp_path):
+    """--stop-after inside the simulation phase writes no model (the next run resumes, then fine-tunes on set 1
+    from the finished pre-training), so a fine-tune never starts from a half-trained pre-training."""
+    d, cfg = aligned_tiny
+    train = {"models": "combined", "depth": 18, "epochs": 1, "width": 8, "input_size": 16, "source": "both",
+             "batch_size": 16, "simulation": {"epochs": 2, "images_per_epoch": 32}}  # fmt: skip
+    cfg = {**cfg, "train": train}
+    args = ["train", "--params", stage_json("train", cfg), "--kind", "combined", "--star", d / "align.star",
+            "--amplitudes", d / "align.csv", "--split", d / "pre" / "split.csv", "--atoms", d / "atoms.npz",
+            "--modes", d / "modes.npz", "--out-model", tmp_path / "model.pt", "--out-history", tmp_path / "h.csv",
+            "--out-curve", tmp_path / "c.png"]  # fmt: skip
+    out = run_cli(*args, "--stop-after", "1").stdout
+    assert "stopped after 1 of 2 simulation epochs" in out
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "best.pt").exists()
+    assert (tmp_path / "pretrain" / "last.pt").exists()
+    run_cli(*args)
+    history = pd.read_csv(tmp_path / "h.csv")
+    assert list(history["phase"]) == ["simulation", "simulation", "alignment"]  # resumed, not restarted
+
+
+def test_refine_steps_override_the_alignments():
+    cfg = {**TINY, "align": {"coarse_steps": 30, "fine_steps": 25}, "refine": {"mode": "elastic", "fine_steps": 5}}
+    params = json.loads(stage_json("refine", cfg))
+    assert (params["coarse_steps"], params["fine_steps"]) == (30, 5)
+
+
+def test_regressor_input_size_width_and_hypotheses_round_trip(tmp_path):
+    from cryopipe.nn.heads import Regressor
+    from cryopipe.nn.infer import load_model
+
+    model = Regressor(("amplitudes", "orientation", "shifts"), 2, depth=18, image_size=32, hypotheses=3, width=8,
+                      input_size=16).eval()  # fmt: skip
+    assert model.backbone.stem[0].out_channels == 8
+    x = torch.randn(5, 1, 32, 32)
+    out = model(x)
+    assert out["hypotheses"].shape == (5, 3, 4) and out["scores"].shape == (5, 3)
+    torch.testing.assert_close(out["hypotheses"].norm(dim=-1), torch.ones(5, 3))
+    best = out["scores"].argmax(1)
+    torch.testing.assert_close(out["orientation"], out["hypotheses"][torch.arange(5), best])
+    # the network sees the Fourier-cropped image: a 32-px image and its 16-px crop give the same outputs
+    from cryopipe.imaging.fourier import fourier_crop
+
+    cropped = model(fourier_crop(x, 16))
+    torch.testing.assert_close(cropped["hypotheses"], out["hypotheses"], atol=1e-5, rtol=1e-4)
+    meta = {"kinds": list(model.kinds), "n_modes": 2, "depth": 18, "image_size": 32, "architecture": model.config(),
+            "standardiser": {}}  # fmt: skip
+    torch.save({"model": model.state_dict(), "meta": meta}, tmp_path / "m.pt")
+    loaded, _, _ = load_model(tmp_path / "m.pt")
+    torch.testing.assert_close(loaded(x)["hypotheses"], out["hypotheses"])

@@ -94,7 +94,7 @@ def training_simulator(params: dict, args: argparse.Namespace, optics, std, kind
     fits = table[table["subset"] == "train"].reset_index(drop=True)
     if len(fits) < 2:
         raise CryopipeError(f"{args.amplitudes}: fewer than 2 kept training images to measure the noise on")
-    particles, _ = read_star(args.star)  # defocus: every set-1 row (the CTF estimates, not a truth)
+    particles, _ = read_star(args.star)  # defocus: every set-1 row (the CTF estimates, outliers too; not a truth)
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     sigma = sigma_for_resolution(params["resolution"])
     # Hydrogens merged into their heavy atoms: the alignment's fine model, half the Gaussians to render.
@@ -145,6 +145,13 @@ def training_simulator(params: dict, args: argparse.Namespace, optics, std, kind
         ctf=params["ctf"],
         device=device,
     )
+
+
+def phase_finished(history, epochs: int, patience: int) -> bool:
+    """Whether a training phase with this history ran all its `epochs` or stopped early (`patience` epochs
+    without a better validation loss, as the engine stops), rather than being cut short by --stop-after."""
+    since_best = len(history) - 1 - int(history["val_loss"].to_numpy().argmin())
+    return len(history) >= epochs or since_best >= patience
 
 
 def main(args: argparse.Namespace) -> None:
@@ -231,6 +238,10 @@ def main(args: argparse.Namespace) -> None:
                 stop_after=args.stop_after,
             ).assign(phase="simulation")
         )
+        if source == "both" and not phase_finished(phases[-1], sim["epochs"], params["patience"]):
+            # --stop-after ended the run inside the simulation phase: the next run resumes it, then fine-tunes.
+            print(f"train: stopped after {len(phases[-1])} of {sim['epochs']} simulation epochs; run again to resume")
+            return
         state = torch.load(sim_dir / "best.pt", map_location="cpu", weights_only=False)["model"]
     if source in ("alignment", "both"):
         # Resumes from out_dir/last.pt when it was written with the same settings (e.g. after a killed job).

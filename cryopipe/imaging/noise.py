@@ -16,18 +16,24 @@ import numpy as np
 import torch
 
 
-def signal_and_noise_variance(
-    images: torch.Tensor, fitted: torch.Tensor, disc: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """(var(signal) in the disc, var(noise) over the image), each (B,), for images (B, L, L), the fit's
-    noiseless projections (B, L, L) and boolean particle discs (B, L, L) or (L, L)."""
+def fitted_signal(images: torch.Tensor, fitted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(signal, residual), each (B, L, L) float64, of images (B, L, L) and the fit's noiseless projections
+    (B, L, L, any scale and offset): the projection scaled to the image by least squares (means removed)."""
     x = images.double()
     f = fitted.double().to(x.device)
     x = x - x.mean((-2, -1), keepdim=True)
     f = f - f.mean((-2, -1), keepdim=True)
     scale = (x * f).sum((-2, -1)) / (f * f).sum((-2, -1)).clamp_min(1e-300)
     signal = scale[:, None, None] * f
-    residual = x - signal
+    return signal, x - signal
+
+
+def signal_and_noise_variance(
+    images: torch.Tensor, fitted: torch.Tensor, disc: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """(var(signal) in the disc, var(noise) over the image), each (B,), for images (B, L, L), the fit's
+    noiseless projections (B, L, L) and boolean particle discs (B, L, L) or (L, L)."""
+    signal, residual = fitted_signal(images, fitted)
     var_signal = disc_variance(signal, disc)
     var_noise = residual.var(dim=(-2, -1))
     return var_signal.cpu().numpy(), var_noise.cpu().numpy()

@@ -29,7 +29,7 @@ import torch
 
 from cryopipe.geometry import euler_to_quaternion, matrix_to_euler, random_rotations
 from cryopipe.imaging.fourier import fourier_crop, radial_mask
-from cryopipe.imaging.noise import disc_variance, signal_and_noise_variance
+from cryopipe.imaging.noise import disc_variance, fitted_signal, signal_and_noise_variance
 from cryopipe.imaging.preprocess import normalise, phase_flip
 from cryopipe.imaging.simulate import Optics, Simulator, particle_radius
 from cryopipe.io.star import DEFOCUS, EULER, ORIGIN
@@ -69,10 +69,7 @@ class NoiseModel:
     def from_fits(cls, images: torch.Tensor, fitted: torch.Tensor, discs: torch.Tensor) -> NoiseModel:
         """From images (B, L, L), the fit's noiseless projections (B, L, L, any scale) and particle discs."""
         var_signal, var_noise = signal_and_noise_variance(images, fitted, discs)
-        x = images.double() - images.double().mean((-2, -1), keepdim=True)
-        f = fitted.double() - fitted.double().mean((-2, -1), keepdim=True)
-        scale = (x * f).sum((-2, -1)) / (f * f).sum((-2, -1)).clamp_min(1e-300)
-        power = torch.fft.rfft2(x - scale[:, None, None] * f).abs().pow(2).mean(0)
+        power = torch.fft.rfft2(fitted_signal(images, fitted)[1]).abs().pow(2).mean(0)
         L = images.shape[-1]
         shells = shell_index(L)
         spectrum = torch.zeros(L // 2 + 1, dtype=torch.float64).index_add_(0, shells.flatten(), power.flatten())

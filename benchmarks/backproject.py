@@ -22,6 +22,9 @@ and used for the FSCs. FSCs are masked with a soft sphere that covers the molecu
     python benchmarks/backproject.py --size 64                        # 64 px at 1.3 Å/px (same box in Å)
     python benchmarks/backproject.py --snr 0.1 --no-ctf --pads 2
     python benchmarks/backproject.py --cryodrgn /tmp/cryodrgn-venv/bin/cryodrgn
+    python benchmarks/backproject.py --memory 128 256 400 --n 100   # peak memory against the box size
+
+"peak MB" is each process's VmHWM (its peak resident set since exec).
 
 cryoDRGN: `pip install ".[compare]"` (cryodrgn==4.3.1), best in its own venv, e.g.
 `python -m venv --system-site-packages /tmp/cryodrgn-venv && /tmp/cryodrgn-venv/bin/pip install
@@ -43,6 +46,7 @@ import time
 from pathlib import Path
 
 VENV_CRYODRGN = "/tmp/cryodrgn-venv/bin/cryodrgn"
+PEAK_RSS_MB: dict[str, float] = {}  # log path -> peak resident set (MB) of the process that wrote it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,6 +168,9 @@ def timed(*a, **k):
         return inner(*a, **k)
     finally:
         print(f"@@bench main {time.perf_counter() - t:.4f}", file=sys.stderr, flush=True)
+        # VmHWM: this process's peak resident set since its exec (ru_maxrss would count the forked parent's).
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+        print(f"@@bench hwm_kb {hwm[0].split()[1] if hwm else 'nan'}", file=sys.stderr, flush=True)
 mod.main = timed
 sys.argv = sys.argv[3:]
 entry_mod, fn = entry.split(":")
@@ -186,6 +193,8 @@ def run_timed(cmd: list, env: dict, log: Path, shim: tuple | None = None) -> tup
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{text[-3000:]}")
     m = re.search(r"@@bench main ([0-9.]+)", text)
+    hwm = re.search(r"@@bench hwm_kb ([0-9]+)", text)
+    PEAK_RSS_MB[str(log)] = int(hwm.group(1)) / 1024 if hwm else float("nan")
     return dt, float(m.group(1)) if m else float("nan"), text
 
 
@@ -236,6 +245,7 @@ def run_ours(args, out: Path, pad: int, env: dict) -> dict:
         "name": f"ours pad {pad}",
         "wall": wall,
         "main": main_s,
+        "rss": PEAK_RSS_MB[str(d / "log.txt")],
         "map": d / "map.mrc",
         "halves": (d / "half1.mrc", d / "half2.mrc"),
         "cmd": [sys.executable, "-m", *cmd[:3], f"'{cmd[3]}'", *cmd[4:]],
@@ -276,6 +286,7 @@ def run_cryodrgn(args, out: Path, exe: str, env: dict) -> dict:
         "name": "cryoDRGN",
         "wall": wall,
         "main": main_s,
+        "rss": PEAK_RSS_MB[str(d / "backproject.log")],
         "logged": float(m.group(1)) if m else float("nan"),
         "parse": t_pose[0] + t_ctf[0],
         "parse_main": t_pose[1] + t_ctf[1],
@@ -409,14 +420,15 @@ def evaluate(args, out: Path, results: list[dict]) -> None:
         "FSC vs the true map (masked); mFSC: its mean over shells 1..L/2-1; half: half-map FSC 0.143"
     )
     head = (
-        f"{'method':<19} {'wall s':>7} {'main s':>7} {'img/s':>6} {'FSC0.5 Å':>8} {'FSC0.143 Å':>10} {'mFSC':>6} "
-        f"{'corr':>6} {'half Å':>6}"
+        f"{'method':<19} {'wall s':>7} {'main s':>7} {'img/s':>6} {'peak MB':>7} {'FSC0.5 Å':>8} {'FSC0.143 Å':>10} "
+        f"{'mFSC':>6} {'corr':>6} {'half Å':>6}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
         print(
-            f"{r['name']:<19} {r['wall']:>7.1f} {r['main']:>7.1f} {args.n / r['wall']:>6.1f} {r['fsc05']:>8.2f} "
+            f"{r['name']:<19} {r['wall']:>7.1f} {r['main']:>7.1f} {args.n / r['wall']:>6.1f} "
+            f"{r.get('rss', float('nan')):>7.0f} {r['fsc05']:>8.2f} "
             f"{r['fsc0143']:>10.2f} {r['mfsc']:>6.4f} {r['corr']:>6.4f} {r['half0143']:>6.2f}"
         )
         if "parse" in r:
@@ -471,6 +483,43 @@ def evaluate(args, out: Path, results: list[dict]) -> None:
     print(f"FSC curves: {out / 'fsc_curves.csv'}")
 
 
+def memory(args, env: dict) -> None:
+    """Peak resident memory of `cryopipe backproject` (whole process) against the box size: images of noise at
+    random poses with a CTF; the grids do not grow with the number of images (they are streamed)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from cryopipe.geometry import matrix_to_euler, random_rotations
+    from cryopipe.io.mrc import write_mrc
+    from cryopipe.io.star import image_names, make_optics, write_star
+
+    print(f"peak memory of `cryopipe backproject` ({args.n} noise images per box, CTF, {args.threads} threads)")
+    print(f"{'box px':>6} {'pad':>3} {'grids MB':>8} {'peak RSS MB':>11} {'wall s':>7} {'img/s':>6}")
+    for size in args.memory:
+        out = Path(args.out or "/tmp/cryopipe-bench-backproject-memory").resolve() / str(size)
+        out.mkdir(parents=True, exist_ok=True)
+        g = np.random.default_rng(args.seed)
+        apix = 0.65 * 128 / size
+        write_mrc(out / "particles.mrcs", g.standard_normal((args.n, size, size)).astype(np.float32), apix)
+        euler = matrix_to_euler(random_rotations(args.n, torch.Generator().manual_seed(args.seed))).numpy()
+        df = g.uniform(1e4, 2.5e4, args.n)
+        particles = pd.DataFrame(
+            {"rlnImageName": image_names(out / "particles.mrcs", args.n), "rlnAngleRot": euler[:, 0],
+             "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2], "rlnOriginXAngst": 0.0,
+             "rlnOriginYAngst": 0.0, "rlnDefocusU": df, "rlnDefocusV": df, "rlnDefocusAngle": 0.0,
+             "rlnOpticsGroup": 1}
+        )  # fmt: skip
+        write_star(out / "particles.star", particles, make_optics(apix, size, 300.0, 2.7, 0.1))
+        args.size = size
+        for pad in args.pads:
+            r = run_ours(args, out, pad, env)
+            n = size * pad
+            grids = 2 * 12 * n * n * (n // 2 + 1) / 2**20  # two halves, 3 × float32 per rfftn voxel
+            print(f"{size:>6} {pad:>3} {grids:>8.0f} {r['rss']:>11.0f} {r['wall']:>7.1f} {args.n / r['wall']:>6.1f}",
+                  flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -514,6 +563,9 @@ def main() -> None:
     )
     ap.add_argument("--mask-radius", type=float, default=None, help="px (default: molecule radius + 3 Å)")
     ap.add_argument("--out", default=None, help="work dir (default /tmp/cryopipe-bench-backproject-<size>)")
+    ap.add_argument(
+        "--memory", type=int, nargs="+", default=None, metavar="BOX", help="only: peak memory at these box sizes"
+    )
     args = ap.parse_args()
     if args.pixel_size is None:
         args.pixel_size = 0.65 * 128 / args.size
@@ -530,6 +582,9 @@ def main() -> None:
         "OPENBLAS_NUM_THREADS": str(args.threads),
         "CUDA_VISIBLE_DEVICES": "",
     }
+    if args.memory:
+        memory(args, env)
+        return
     runs = out / "runs.json"
     if args.eval_only:
         saved = json.loads(runs.read_text())

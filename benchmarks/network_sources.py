@@ -46,6 +46,13 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=18)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="divide the learning rate by 10 after this share of each set-1 phase's minutes (default: constant)",
+    )
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--oversample", type=int, default=2)
     ap.add_argument("--motion", choices=["helix", "morph"], default="helix")
@@ -185,7 +192,7 @@ def main() -> None:
         return raw, quaternion_to_matrix(q)
 
     header = (
-        f"{'source':>10} {'phase':>10} {'epoch':>5} {'presented':>9} {'wall min':>8} {'CPU min':>7} | "
+        f"{'source':>10} {'phase':>16} {'epoch':>5} {'presented':>9} {'wall min':>8} {'CPU min':>7} | "
         f"{'angle med':>9} {'mean':>6} {'shift px':>8} {'amp RMSD':>8} | best of {args.hypotheses}: angle med"
     )
     line = lambda e: f"{e['angle_median']:>8.1f}° {e['angle_mean']:>5.1f}° {e['shift']:>8.2f} {e['amp_rmsd']:>8.2f}"
@@ -217,8 +224,15 @@ def main() -> None:
         phases = {"alignment": [("alignment", args.minutes)], "simulation": [("simulation", args.minutes)]}.get(
             source, [("simulation", args.minutes * share), ("alignment", args.minutes * (1 - share))]
         )
-        presented, wall, cpu = 0, 0.0, 0.0
+        staged = []  # (phase, minutes, learning rate); a decay is a second stage with fresh Adam moments
         for phase, minutes in phases:
+            if phase == "alignment" and args.lr_decay is not None:
+                decay = args.lr_decay
+                staged += [(phase, minutes * decay, args.lr), (phase, minutes * (1 - decay), args.lr / 10)]
+            else:
+                staged.append((phase, minutes, args.lr))
+        presented, wall, cpu = 0, 0.0, 0.0
+        for phase, minutes, lr in staged:
             if phase == "simulation":
                 train_ds = TrainingSimulator(
                     ref.coords.numpy(), ref.weights.numpy(), ref.modes.numpy(), sigma, prior, optics_row, cols,
@@ -227,7 +241,7 @@ def main() -> None:
                 )  # fmt: skip
             else:
                 train_ds = Images(train_rows)
-            settings = TrainSettings.from_params({**base, "epochs": 10**6}, device="cpu")
+            settings = TrainSettings.from_params({**base, "lr": lr, "epochs": 10**6}, device="cpu")
             with tempfile.TemporaryDirectory() as out:
                 epoch, spent = 0, 0.0
                 while spent < minutes * 60:
@@ -243,7 +257,8 @@ def main() -> None:
                     raw, R = predict(model)
                     e = errors(R[:, 0], raw["shifts"], raw["amplitudes"])
                     ang_k = np.stack([angle_errors(R[:, k], truth2) for k in range(R.shape[1])], 1).min(1)
-                    print(f"{source:>10} {phase:>10} {epoch:>5} {presented:>9} {wall / 60:>8.1f} {cpu / 60:>7.1f} | "
+                    label = phase + (" lr/10" if lr < args.lr else "")
+                    print(f"{source:>10} {label:>16} {epoch:>5} {presented:>9} {wall / 60:>8.1f} {cpu / 60:>7.1f} | "
                           f"{line(e)} | {np.median(ang_k):.1f}°", flush=True)  # fmt: skip
         finals[source] = (model, raw, R)
 

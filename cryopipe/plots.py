@@ -181,8 +181,12 @@ def save_fsc(path, curves: dict, title: str = "") -> None:
     """curves: {label: (spatial frequency 1/Å, fsc)}; 0.143 and 0.5 thresholds drawn."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    colours: dict[str, str] = {}
     for label, (freq, f) in curves.items():
-        ax.plot(freq, f, label=label, lw=1.2, ls="--" if "truth" in label else "-")
+        key = " ".join(label.split()[:2]) if label.startswith("group") else label  # one colour per group
+        colour = colours.setdefault(key, f"C{len(colours) % 10}")
+        style = "--" if "truth" in label else ":" if "unmasked" in label else "-"
+        ax.plot(freq, f, label=label, lw=1.2, ls=style, color=colour)
     for t in (0.143, 0.5):
         ax.axhline(t, color="gray", lw=0.6, ls=":")
     ax.set_xlabel("spatial frequency (1/Å)")

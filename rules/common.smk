@@ -96,10 +96,11 @@ TRAJECTORY_PCS = config["analysis"]["trajectory"]["components"]
 
 
 def backproject_mem_mb(wildcards):
-    """Two half-map accumulators + their sum + FFT work space on the (pad × box)³ grid (~130 bytes/voxel)."""
+    """Two half-map accumulators (the non-redundant half, float32) + the inverse FFT's work space on the
+    (pad × box)³ grid: measured peak ~26 bytes/voxel + ~0.6 GB (`benchmarks/backproject.py --memory`)."""
     box = config["simulate"]["box"] if config["data"]["source"] == "simulate" else 256
     n = box * config["analysis"]["backproject"]["pad"]
-    return max(2000, int(n**3 * 130 / 1e6) + 1000)
+    return max(2000, int(n**3 * 28 / 1e6) + 1000)
 
 
 def refining():

@@ -111,3 +111,13 @@ def test_ctf_matches_torch_ctf_isotropic():
     )[0]
     # Independent implementation (its own wavelength constants): agreement to a few 1e-3.
     np.testing.assert_allclose(ours.numpy(), theirs.squeeze().numpy(), atol=3e-3)
+
+
+def test_a_phase_shift_per_particle_equals_each_one_alone():
+    kw = dict(voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.07, pixel_size=1.0, shape=(32, 32))
+    shifts = np.array([0.0, 45.0, 90.0])
+    both = ctf_2d(np.full(3, 1.5e4), np.full(3, 1.4e4), np.full(3, 20.0), phase_shift=shifts, **kw)
+    for i, ps in enumerate(shifts):
+        one = ctf_2d([1.5e4], [1.4e4], [20.0], phase_shift=float(ps), **kw)[0]
+        torch.testing.assert_close(both[i], one)
+    assert not torch.allclose(both[0], both[2])  # 90°: a sine becomes a cosine

@@ -65,10 +65,9 @@ def reconstruct(
             amplitude_contrast=optics["amplitude_contrast"],
             pixel_size=px,
             shape=(2 * L, 2 * L),
-            rfft=False,
-        ).double()
+        )
         c = c.abs() if phase_flipped else c
-    bp.insert(images.double(), rotations.double(), origins.double() / px, c)
+    bp.insert(images, rotations, origins / px, c)
     w = bp.shell_mean_weight()
     return bp.reconstruct(torch.full((L // 2,), wiener * float(w[1:].mean()), dtype=torch.float64)).float()
 

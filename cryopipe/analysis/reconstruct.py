@@ -1,8 +1,16 @@
 """Half-map reconstruction of a particle subset from its STAR file (poses + CTF) and original images.
 
-Half sets follow rlnRandomSubset when the STAR has it (so RELION sees the same halves), else
-alternate rows. Pass 1 reconstructs both halves with a small constant regulariser to measure
-their FSC; pass 2 uses the FSC-derived per-shell Wiener term for the two half maps and the full map.
+Gold standard, as RELION's: the two half sets are disjoint (rlnRandomSubset when the STAR has it, so RELION
+sees the same halves, else alternate rows), and each half map is made from its own images with a
+regulariser computed from its own weights only (`UNFILTERED` × its mean CTF² per shell: no Wiener filter,
+nothing derived from the other half or from their FSC). Their FSC is what `evaluate` reports. The full map
+(both halves) is then Wiener-filtered with the per-shell term from that FSC, for looking at and for FSC
+against a truth.
+
+Why the halves are not Wiener-filtered: with the FSC-derived term, shells beyond the resolution are damped
+~1000× in both halves, and what is left there is what both share, the leakage of their common
+low-resolution signal (the crop from the padded box, the mask); their FSC then stays positive where there is
+no signal (measured: +0.03 to +0.05 beyond 4 Å on a 6.4-Å group, README "Resolution").
 """
 
 from __future__ import annotations
@@ -18,11 +26,19 @@ from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.ctf import ctf_2d
 from cryopipe.io.star import EULER, ORIGIN, load_images
 
+UNFILTERED = 0.05  # a half map's regulariser: this × its own mean CTF² per shell (tames unsampled voxels only)
 
-def half_sets(particles: pd.DataFrame) -> np.ndarray:
-    if "rlnRandomSubset" in particles.columns:
-        return particles["rlnRandomSubset"].to_numpy().astype(int)
-    return np.arange(len(particles)) % 2 + 1
+
+def half_sets(particles: pd.DataFrame, star_path="the STAR") -> np.ndarray:
+    """1 or 2 per particle: rlnRandomSubset when present (other values are refused), else alternate rows."""
+    if "rlnRandomSubset" not in particles.columns:
+        return np.arange(len(particles)) % 2 + 1
+    halves = pd.to_numeric(particles["rlnRandomSubset"], errors="coerce").to_numpy()
+    bad = np.nonzero(~np.isin(halves, (1, 2)))[0]
+    if len(bad):
+        value = particles["rlnRandomSubset"].iloc[bad[0]]
+        raise CryopipeError(f"{star_path}: rlnRandomSubset is {value} in particle row {bad[0] + 1}; it must be 1 or 2")
+    return halves.astype(int)
 
 
 def insert_particles(
@@ -32,11 +48,11 @@ def insert_particles(
     apix, L = float(optics["rlnImagePixelSize"]), int(optics["rlnImageSize"])
     n_pad = next(iter(bps.values())).n
     flipped = bool(int(optics.get("rlnCtfDataArePhaseFlipped", 0) or 0))
-    halves = half_sets(particles)
+    halves = half_sets(particles, star_path)
     for lo in range(0, len(particles), batch_size):
         rows = np.arange(lo, min(lo + batch_size, len(particles)))
         batch = particles.iloc[rows]
-        images = torch.as_tensor(load_images(particles, star_path, rows), dtype=torch.float64)
+        images = torch.as_tensor(load_images(particles, star_path, rows))
         if images.shape[-1] != L:
             raise CryopipeError(
                 f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}"
@@ -54,8 +70,12 @@ def insert_particles(
                 amplitude_contrast=float(optics["rlnAmplitudeContrast"]),
                 pixel_size=apix,
                 shape=(n_pad, n_pad),
-                rfft=False,
-            ).double()
+                phase_shift=(
+                    batch["rlnPhaseShift"].to_numpy()
+                    if "rlnPhaseShift" in batch.columns
+                    else float(optics.get("rlnPhaseShift", 0.0) or 0.0)
+                ),
+            )
             if flipped:
                 ctf = ctf.abs()
         for h, bp in bps.items():
@@ -78,22 +98,22 @@ def reconstruct_halves(
     device="cpu",
     progress=None,
 ) -> dict:
-    """{'half1', 'half2', 'full': maps (L³), 'fsc': half-map FSC (masked), 'regulariser': per shell}.
+    """{'half1', 'half2': unfiltered half maps, 'full': the Wiener-filtered map (L³), 'fsc': the half maps' FSC
+    under a soft sphere, 'regulariser': the full map's per-shell term}.
 
-    wiener None → per-shell regulariser from the half-map FSC; a number → that constant.
+    wiener None → the full map's per-shell regulariser from the half-map FSC; a number → that constant.
     """
     L = int(optics["rlnImageSize"])
     bps = {1: Backprojector(L, pad, device), 2: Backprojector(L, pad, device)}
     insert_particles(bps, particles, optics, star_path, batch_size, progress)
-    mask = soft_sphere(L, mask_radius_px if mask_radius_px else 0.45 * L, 3.0)
-    w_half = 0.5 * (bps[1].shell_mean_weight() + bps[2].shell_mean_weight())
+    w1, w2 = bps[1].shell_mean_weight(), bps[2].shell_mean_weight()
+    h1 = bps[1].reconstruct(UNFILTERED * w1).cpu()
+    h2 = bps[2].reconstruct(UNFILTERED * w2).cpu()
+    mask = soft_sphere(L, mask_radius_px if mask_radius_px else 0.45 * L, 3.0).to(h1.dtype)
+    _, curve = fsc(h1 * mask, h2 * mask)
     if wiener is None:
-        eps = 1e-3 * float(w_half[1:].mean().clamp_min(1e-12))
-        _, f0 = fsc(bps[1].reconstruct(eps).cpu() * mask, bps[2].reconstruct(eps).cpu() * mask)
-        reg = fsc_regulariser(f0, w_half)
+        reg = fsc_regulariser(curve, 0.5 * (w1 + w2))
     else:
         reg = torch.full((L // 2,), float(wiener), dtype=torch.float64)
-    h1, h2 = bps[1].reconstruct(reg).cpu(), bps[2].reconstruct(reg).cpu()
-    full = bps[1].merged(bps[2]).reconstruct(reg).cpu()
-    _, curve = fsc(h1 * mask, h2 * mask)
+    full = bps[1].add_(bps[2]).reconstruct(reg).cpu()
     return {"half1": h1, "half2": h2, "full": full, "fsc": curve, "regulariser": reg.numpy()}

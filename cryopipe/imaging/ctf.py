@@ -45,13 +45,13 @@ def ctf_2d(
     pixel_size: float,
     shape: tuple[int, int],
     b_factor: float = 0.0,
-    phase_shift: float = 0.0,
+    phase_shift: float | torch.Tensor | np.ndarray = 0.0,
     rfft: bool = True,
 ) -> torch.Tensor:
     """CTF images (B, H, W//2+1 or W) for B particles.
 
     defocus_u/v in Å (B,), defocus_angle in degrees (B,), voltage in kV, Cs in mm,
-    phase_shift in degrees, B-factor in Å².
+    phase_shift in degrees (one, or one per particle (B,)), B-factor in Å².
     """
     du = _f64(defocus_u).reshape(-1, 1, 1)
     dv = _f64(defocus_v, du.device).reshape(-1, 1, 1)
@@ -62,7 +62,11 @@ def ctf_2d(
     lam = electron_wavelength(voltage)
     cs = spherical_aberration * 1e7  # mm -> Å
     defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2 * (theta - ang))
-    chi = -math.pi * lam * defocus * s2 + 0.5 * math.pi * cs * lam**3 * s2**2 - math.radians(phase_shift)
+    if isinstance(phase_shift, (int, float)):
+        shift: float | torch.Tensor = math.radians(phase_shift)
+    else:  # one per particle (rlnPhaseShift)
+        shift = torch.deg2rad(_f64(phase_shift, du.device)).reshape(-1, 1, 1)
+    chi = -math.pi * lam * defocus * s2 + 0.5 * math.pi * cs * lam**3 * s2**2 - shift
     q = amplitude_contrast
     ctf = -math.sqrt(1 - q * q) * torch.sin(chi) + q * torch.cos(chi)
     if b_factor:

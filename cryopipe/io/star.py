@@ -48,8 +48,13 @@ def image_names(stack_path: str | os.PathLike, n: int) -> list[str]:
 
 
 def write_star(path: str | os.PathLike, particles: pd.DataFrame, optics: pd.DataFrame) -> None:
+    """A RELION 3.1 particle STAR. Particles with a CTF get rlnPhaseShift (0° unless given): cryoDRGN 4.3.1's
+    `parse_ctf_star` stores NaN for a missing one, and its maps come out NaN."""
     import starfile
 
+    if "rlnDefocusU" in particles.columns and "rlnPhaseShift" not in particles.columns:
+        if "rlnPhaseShift" not in optics.columns:
+            particles = particles.assign(rlnPhaseShift=0.0)
     with atomic_path(path) as tmp:
         starfile.write({"optics": optics, "particles": particles}, tmp, overwrite=True)
 

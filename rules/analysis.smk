@@ -46,6 +46,7 @@ rule cluster:
     output:
         table=res("analysis/{dataset}/groups.csv"),
         stars=expand(res("analysis/{{dataset}}/groups/group{group}.star"), group=GROUPS),
+        coordinates=res("analysis/{dataset}/coordinates.csv"),
         plot=report(
             res("analysis/{dataset}/groups.png"),
             caption="../report/groups.rst",
@@ -66,7 +67,8 @@ rule cluster:
         cfg=stage_params("cluster"),
     shell:
         "python -m cryopipe cluster --params {params.cfg:q} --space {input.space}"
-        " --raw-star {input.raw} --out-table {output.table} --out-groups {output.stars} --out-plot {output.plot} > {log} 2>&1"
+        " --raw-star {input.raw} --out-table {output.table} --out-groups {output.stars} --out-plot {output.plot}"
+        " --out-coordinates {output.coordinates} > {log} 2>&1"
 
 
 rule backproject:

@@ -3,16 +3,21 @@
 import importlib
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
 import cryopipe
 from cryopipe.analysis.groups import n_groups
 from cryopipe.config import validate_config
+from cryopipe.config.resources import check_resources
 from cryopipe.errors import CryopipeError
 
 try:
     _validated = validate_config(config, source="config")
+    # Disk and memory the run will need, refused before anything runs when they cannot fit. On a cluster the
+    # machine Snakemake runs on is not where the jobs run: its memory says nothing (disk still counts).
+    check_resources(_validated, source="config", memory=not any("slurm" in str(a) for a in sys.argv))
 except CryopipeError as e:
     raise WorkflowError(str(e))
 config.clear()

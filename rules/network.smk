@@ -79,6 +79,7 @@ rule refine:
         atoms=rules.reference.output.atoms,
         modes=rules.modes.output.modes,
         reference=rules.align.output.reference,
+        prior=res("preprocess/{dataset}/set2.star"),
         truth=truth_table,
     output:
         star=res("refine/{dataset}/particles.star"),
@@ -105,5 +106,6 @@ rule refine:
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "python -m cryopipe refine --params {params.cfg:q} --star {input.star} --amplitudes {input.amplitudes}"
-        " --atoms {input.atoms} --modes {input.modes} --reference {input.reference} {params.truth} --out-star {output.star}"
+        " --atoms {input.atoms} --modes {input.modes} --reference {input.reference} --prior-star {input.prior}"
+        " {params.truth} --out-star {output.star}"
         " --out-amplitudes {output.amplitudes} --out-plot {output.plot} > {log} 2>&1"

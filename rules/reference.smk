@@ -1,4 +1,7 @@
 rule reference:
+    input:
+        # an EM map as the reference (reference.map): a new map re-runs the conversion
+        em_map=lambda wc: config["reference"]["map"] or [],
     output:
         atoms=res("reference/atoms.npz"),
         pdb=res("reference/reference.pdb"),

@@ -263,3 +263,32 @@ def test_model_ctf_matches_phase_flip_state(adk, flipped):
         )
     assert (scores[flipped] > 0.999).all()
     assert (scores[not flipped] < scores[flipped] - 0.1).all()
+
+
+def test_star_poses_start_a_local_fit_without_the_global_search(adk):
+    """align.start: star. The STAR's poses (the truth turned by exactly 5°) with every amplitude start, scored by
+    one projection each, the best refined: poses and amplitudes recovered, the global search never built."""
+    from cryopipe.align.run import prior_starts
+    from cryopipe.geometry import perturb_rotations
+
+    _, _, atoms_ref, beads_ref = adk
+    settings = align_settings(
+        SIZE, search_size=SIZE, coarse=[Stage(SIZE, 8.0, 20)], fine=[Stage(SIZE, 5.5, 20, beads=False)], batch_size=8
+    )
+    local = Aligner(atoms_ref, beads_ref, settings, OPTICS, SIZE, ctf=False)
+    imgs, truth = noiseless(adk, 8, seed=9)
+    R_true, o_true, a_true = _truth_arrays(truth)
+    R_star = perturb_rotations(R_true, 5.0, torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(angular_distance(R_star, R_true).numpy(), 5.0, atol=1e-6)
+    starts = prior_starts(R_star.numpy(), o_true + 1.0 / np.sqrt(2), local.amp_starts.numpy())
+    assert starts["rotations"].shape == (8, len(local.amp_starts), 3, 3)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    res = local.align(imgs.numpy(), d, progress=False, start=starts, search=False, keep=1)
+    assert local._proj_ft is None  # no SO(3) search was made
+    ang = angular_distance(torch.tensor(res["rotations"]), R_true).numpy()
+    assert np.median(ang) < 2.0, ang
+    assert np.median(np.abs(res["amplitudes"] - a_true)) < 0.5
+    assert np.median(np.linalg.norm(res["origins"] - o_true, axis=1)) / APIX < 0.3
+    # The amplitude start that the projection score kept is the one nearest the truth for most images.
+    nearest = torch.cdist(torch.tensor(a_true, dtype=torch.float32), local.amp_starts).argmin(1).numpy()
+    assert (res["start"] == nearest).mean() >= 0.75, (res["start"], nearest)

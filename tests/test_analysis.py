@@ -518,3 +518,46 @@ def test_refine_cli_refits_set2_and_reports_bad_input(tiny_dataset, tmp_path):
         "refine", "--params", stage_json("refine", TINY), "--amplitudes", tmp_path / "net.csv", *common, check=False
     )
     assert proc.returncode == 2 and "refine.mode" in proc.stderr
+
+
+def test_coordinates_join_back_onto_the_users_own_star(tiny_dataset, tmp_path):
+    """A user's STAR spells image names its own way ("7@stack.mrcs", next to the STAR); `import` keeps them as
+    rlnImageOriginalName and `cluster --out-coordinates` keys every particle's coordinates by them, so a plain
+    join on rlnImageName puts each particle's group and PC scores back onto the user's table."""
+    import shutil
+
+    import starfile
+
+    user = tmp_path / "user"
+    user.mkdir()
+    shutil.copy(tiny_dataset / "sim" / "particles.mrcs", user / "stack.mrcs")
+    blocks = starfile.read(tiny_dataset / "sim" / "particles.star", always_dict=True)
+    own = [f"{int(n.split('@')[0])}@stack.mrcs" for n in blocks["particles"]["rlnImageName"]]
+    blocks["particles"]["rlnImageName"] = own
+    starfile.write(blocks, user / "mine.star", overwrite=True)
+    cfg = {**TINY, "data": {"source": "import", "import": {"star": str(user / "mine.star")}}}
+    run_cli("import", "--params", stage_json("import_star", cfg), "--out-star", tmp_path / "imported.star")
+    n = len(own)
+    g = np.random.default_rng(3)
+    space = pd.DataFrame({"particle": np.arange(n), "source": "network", "mode7": g.normal(size=n),
+                          "pc1": g.normal(size=n), "pc2": g.normal(size=n)})  # fmt: skip
+    for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"):
+        space[c] = g.uniform(-10, 10, n)
+    space = space.sample(frac=1.0, random_state=1)  # the space's rows in any order
+    space.to_csv(tmp_path / "space.csv", index=False)
+    cfg = {**cfg, "analysis": {"cluster": {"method": "pc1_bins", "k": 2}}}
+    run_cli("cluster", "--params", stage_json("cluster", cfg), "--space", tmp_path / "space.csv",
+            "--raw-star", tmp_path / "imported.star", "--out-table", tmp_path / "groups.csv",
+            "--out-groups", tmp_path / "g0.star", tmp_path / "g1.star", "--out-plot", tmp_path / "groups.png",
+            "--out-coordinates", tmp_path / "coordinates.csv")  # fmt: skip
+    coords = pd.read_csv(tmp_path / "coordinates.csv")
+    joined = starfile.read(user / "mine.star", always_dict=True)["particles"].merge(coords, on="rlnImageName")
+    assert len(joined) == n and sorted(joined["rlnImageName"]) == sorted(own)
+    by_particle = space.set_index("particle")
+    ids = [int(name.split("@")[0]) - 1 for name in joined["rlnImageName"]]
+    np.testing.assert_allclose(joined["pc1"], by_particle.loc[ids, "pc1"], atol=1e-5)
+    groups = pd.read_csv(tmp_path / "groups.csv").set_index("particle")
+    np.testing.assert_array_equal(joined["group"], groups.loc[ids, "group"])
+    for k in (0, 1):  # the group STARs hold the same images as the CSV's groups
+        names = read_star(tmp_path / f"g{k}.star")[0]["rlnImageOriginalName"]
+        assert sorted(names) == sorted(joined["rlnImageName"][joined["group"] == k])

@@ -239,3 +239,43 @@ def test_regressor_input_size_width_and_hypotheses_round_trip(tmp_path):
     torch.save({"model": model.state_dict(), "meta": meta}, tmp_path / "m.pt")
     loaded, _, _ = load_model(tmp_path / "m.pt")
     torch.testing.assert_close(loaded(x)["hypotheses"], out["hypotheses"])
+
+
+def test_align_start_star_fits_locally_from_consensus_poses(aligned_tiny, tmp_path):
+    """align.start star through the CLI: set 1's STAR poses are the truth moved by 5° and 1 Å; the fit from them
+    ends closer to the truth than they are, and a STAR without angles is refused naming the column."""
+    import starfile
+
+    from cryopipe.analysis.errors import angle_errors, rotation_matrices
+    from cryopipe.imaging.simulate import consensus_poses
+    from cryopipe.io.star import POSE, read_star, write_star
+
+    d, cfg = aligned_tiny
+    particles, optics = read_star(d / "pre" / "set1.star")
+    truth = pd.read_csv(d / "sim" / "truth.csv").set_index("particle")
+    ids = [int(n.split("@")[0]) - 1 for n in particles["rlnImageName"]]
+    particles[POSE] = consensus_poses(truth.loc[ids], 5.0, 1.0, 0, "test")[POSE].to_numpy()
+    write_star(tmp_path / "set1.star", particles, optics)
+    cfg = {**cfg, "align": {**cfg["align"], "start": "star"}}
+    out = run_cli("align", "--params", stage_json("align", cfg), "--star", tmp_path / "set1.star",
+                  "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--out-star", tmp_path / "align.star",
+                  "--out-amplitudes", tmp_path / "align.csv", "--out-kept", tmp_path / "kept.star",
+                  "--out-plot", tmp_path / "align.png").stdout  # fmt: skip
+    assert "the STAR's pose was the best start for 100%" in out
+    fitted = read_star(tmp_path / "align.star")[0]
+    before = angle_errors(rotation_matrices(particles), truth.loc[ids])
+    after = angle_errors(rotation_matrices(fitted), truth.loc[ids])
+    np.testing.assert_allclose(before, 5.0, atol=1e-4)
+    searched = read_star(d / "align.star")[0]  # the fixture's global search on the same images
+    assert (searched["rlnImageName"] == fitted["rlnImageName"]).all()
+    searched_err = angle_errors(rotation_matrices(searched), truth.loc[ids])
+    assert np.median(after) < np.median(searched_err), (np.median(after), np.median(searched_err))
+    blocks = starfile.read(tmp_path / "set1.star", always_dict=True)
+    blocks["particles"] = blocks["particles"].drop(columns=["rlnAngleTilt"])
+    starfile.write(blocks, tmp_path / "no_angles.star", overwrite=True)
+    proc = run_cli("align", "--params", stage_json("align", cfg), "--star", tmp_path / "no_angles.star",
+                   "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--out-star", tmp_path / "x.star",
+                   "--out-amplitudes", tmp_path / "x.csv", "--out-kept", tmp_path / "xk.star",
+                   "--out-plot", tmp_path / "x.png", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "rlnAngleTilt" in proc.stderr and "align.start" in proc.stderr
+    assert not (tmp_path / "x.star").exists()

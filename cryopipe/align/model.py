@@ -100,6 +100,16 @@ def heavy_atom_reference(
     )
 
 
+def spatial_groups(coords: np.ndarray, size: float = 4.0) -> np.ndarray:
+    """Group numbers 1.. (N,) of points binned into cubes of `size` Å: residue-sized beads for a model without
+    residues (a map's pseudoatoms), deterministic and in order of first appearance."""
+    cells = np.floor(np.asarray(coords) / size).astype(np.int64)
+    _, first, group = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[group.reshape(-1)] + 1
+
+
 def residue_beads(
     coords: np.ndarray,
     weights: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from cryopipe.align.model import DeformableReference
 from cryopipe.align.refine import ImageBatch, Stage, refine
 from cryopipe.align.search import global_search, reference_projections, shift_grid
-from cryopipe.align.similarity import band_weights
+from cryopipe.align.similarity import band_weights, correlation
 from cryopipe.geometry import angular_distance, matrix_to_euler, rotation_grid
 
 
@@ -33,7 +34,8 @@ class AlignSettings:
     @classmethod
     def from_params(cls, params: dict, image_size: int) -> AlignSettings:
         """From the align stage's params (`cryopipe.commands.align.params_from_config`) for images of
-        `image_size` px: the coarse stage on the search grid, the fine one on the full image."""
+        `image_size` px: the coarse stage on the search grid, the fine one on the full image (or on `fine_size` px,
+        the local fit's band-limited grid, `cryopipe.commands.align.local_params`)."""
         search = min(params["search_size"], image_size)
         return cls(
             grid_spacing=params["grid_spacing"],
@@ -45,10 +47,18 @@ class AlignSettings:
             candidates=params["candidates"],
             batch_size=params["batch_size"],
             coarse=[Stage(search, params["coarse_lowpass"], params["coarse_steps"])] if params["coarse_steps"] else [],
-            fine=[Stage(image_size, params["fine_lowpass"], params["fine_steps"], beads=False)]
+            fine=[
+                Stage(params.get("fine_size") or image_size, params["fine_lowpass"], params["fine_steps"], beads=False)
+            ]
             if params["fine_steps"]
             else [],
         )
+
+
+def band_size(image_size: int, pixel_size: float, lowpass: float) -> int:
+    """The smallest even grid (px) whose Nyquist frequency passes `lowpass` Å, plus 2 px of margin, at most the
+    image: a stage band-limited to `lowpass` loses nothing on it (the images are Fourier-cropped to it)."""
+    return min(image_size, 2 * math.ceil(image_size * pixel_size / lowpass) + 2)
 
 
 def amplitude_starts(values: list[float], n_modes: int, combinations: str) -> torch.Tensor:
@@ -84,6 +94,19 @@ def pick_distinct(
         keep[:, j] = ~dup & (keep.sum(1) < k)
     order = torch.argsort((~keep).float() * 2 + torch.arange(T, device=scores.device) / T, dim=1, stable=True)
     return order[:, :k]
+
+
+def prior_starts(rotations: np.ndarray, origins: np.ndarray, amplitude_starts: np.ndarray) -> dict[str, np.ndarray]:
+    """Re-fit starts (`Aligner.align(start=...)`) from known poses, e.g. a consensus refinement's: each image's
+    rotation (n, 3, 3) and origin (n, 2) Å with each of the S conformations `amplitude_starts` (S, M) → rotations
+    (n, S, 3, 3), origins (n, S, 2), amplitudes (n, S, M). A consensus pose says nothing about the conformation,
+    so its fit starts from the same amplitude starts as the global search."""
+    n, S = len(rotations), len(amplitude_starts)
+    return {
+        "rotations": np.repeat(np.asarray(rotations)[:, None], S, 1),
+        "origins": np.repeat(np.asarray(origins)[:, None], S, 1),
+        "amplitudes": np.broadcast_to(np.asarray(amplitude_starts)[None], (n, S, amplitude_starts.shape[1])),
+    }
 
 
 class Aligner:
@@ -122,15 +145,41 @@ class Aligner:
             second = torch.cat([second, torch.ones(len(second))])
         self.amp_starts, self.start_second = starts.to(self.device), second.to(self.device)
         self.search_px = optics["pixel_size"] * image_size / settings.search_size
-        self.proj_ft = reference_projections(
-            self.refs[True],
-            self.rotations,
-            self.amp_starts,
-            size=settings.search_size,
-            pixel_size=self.search_px,
-            second=self.start_second if fine_ref.offset is not None else None,
-        )
+        self._proj_ft: torch.Tensor | None = None
         self.shifts = shift_grid(settings.max_shift / self.search_px, device=self.device)
+
+    @property
+    def proj_ft(self) -> torch.Tensor:
+        """The global search's projections (every amplitude start × grid rotation), made on first use: a fit
+        from given poses alone (`align.start: star`, a local re-fit) never needs them."""
+        if self._proj_ft is None:
+            self._proj_ft = reference_projections(
+                self.refs[True],
+                self.rotations,
+                self.amp_starts,
+                size=self.settings.search_size,
+                pixel_size=self.search_px,
+                second=self.start_second if self.refs[False].offset is not None else None,
+            )
+        return self._proj_ft
+
+    def score_starts(self, batch: ImageBatch, A: torch.Tensor, o: torch.Tensor, a: torch.Tensor, z: torch.Tensor):
+        """cc (B, H) of H given starts per image (rotations (B, H, 3, 3), origins (B, H, 2), amplitudes (B, H, M),
+        conformations z (B, H)) on the global search's grid and band, without refinement: one projection each."""
+        B, H = A.shape[:2]
+        image_ft, model_ctf, px = batch.at(self.settings.search_size)
+        w = band_weights(self.settings.search_size, px, self.settings.search_lowpass, device=self.device)
+        has_second = self.refs[True].offset is not None
+        model = self.refs[True].render(
+            a.reshape(B * H, -1),
+            A.reshape(B * H, 3, 3),
+            o.reshape(B * H, 2),
+            size=self.settings.search_size,
+            pixel_size=px,
+            second=z.reshape(B * H) if has_second else None,
+        )
+        rep = lambda t: t.repeat_interleave(H, 0)
+        return correlation(torch.fft.rfft2(model), rep(image_ft), rep(model_ctf), w).reshape(B, H)
 
     def _batch(self, images: torch.Tensor, defocus: np.ndarray) -> ImageBatch:
         d = torch.tensor(np.array(defocus, dtype=np.float64), device=self.device)
@@ -223,26 +272,37 @@ class Aligner:
         *,
         search: bool,
         elastic: bool,
+        keep: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Re-fit images whose conformation (and a pose) a network predicted.
+        """Re-fit images whose conformation (and a pose) a network predicted, or whose pose a STAR gave.
 
         Candidates: the given pose (rotations (B, 3, 3)) or poses (several hypotheses per image, (B, H, 3, 3),
-        each with the given origin and amplitudes), plus (search=True) the best distinct poses of a global
-        search, against projections of the amplitude start nearest each image's predicted conformation
-        (rigid) or of every start (elastic, which then equals the alignment with the prediction as one
-        more candidate). All are refined with the amplitudes held at the prediction (elastic=False, a
-        rigid fit against the predicted conformation) or refined too, and the best correlation wins;
-        `from_start` says whether that was a given estimate, `start` which one (−1: a search candidate).
+        each with the given origin (B, 2) and amplitudes (B, M), or its own: (B, H, 2), (B, H, M)), plus
+        (search=True) the best distinct poses of a global search, against projections of the amplitude start
+        nearest each image's predicted conformation (rigid) or of every start (elastic, which then equals the
+        alignment with the prediction as one more candidate). All are refined with the amplitudes held at the
+        prediction (elastic=False, a rigid fit against the predicted conformation) or refined too, and the best
+        correlation wins; `from_start` says whether that was a given estimate, `start` which one (−1: a search
+        candidate).
+        `keep`: of more given starts than this, only the `keep` best by `score_starts` are refined.
         """
         batch = self._batch(images, defocus)
         B, R = len(images), len(self.rotations)
         A0 = rotations.to(self.device, torch.float32)
         A0 = A0[:, None] if A0.ndim == 3 else A0
         H = A0.shape[1]
-        o0 = origins.to(self.device, torch.float32)[:, None].expand(B, H, -1)
-        a0 = amplitudes.to(self.device, torch.float32)[:, None].expand(B, H, -1)
-        start = torch.cdist(a0[:, 0], self.amp_starts).argmin(1)  # the search start nearest each prediction
-        z0 = self.start_second[start][:, None].expand(B, H)  # ... decides the prediction's conformation
+        o0, a0 = (t.to(self.device, torch.float32) for t in (origins, amplitudes))
+        o0 = o0[:, None].expand(B, H, -1) if o0.ndim == 2 else o0
+        a0 = a0[:, None].expand(B, H, -1) if a0.ndim == 2 else a0
+        # The search start nearest each given conformation decides which reference (second or not) it is.
+        nearest = torch.cdist(a0.reshape(B * H, -1), self.amp_starts).argmin(1).reshape(B, H)
+        z0, start = self.start_second[nearest], nearest[:, 0]
+        given = torch.arange(H, device=self.device).expand(B, H)  # which given start each candidate is
+        if keep is not None and H > keep:
+            with torch.no_grad():
+                best = self.score_starts(batch, A0, o0, a0, z0).topk(keep, dim=1).indices
+            pick = lambda t: torch.gather(t, 1, best.view(B, keep, *[1] * (t.ndim - 2)).expand(-1, -1, *t.shape[2:]))
+            A0, o0, a0, z0, given, H = pick(A0), pick(o0), pick(a0), pick(z0), best, keep
         if search and self.settings.candidates > 1:
             K = self.settings.candidates - 1
             if elastic:  # the amplitudes are free: search every start, as the alignment does
@@ -267,7 +327,8 @@ class Aligner:
         res = self._fit_candidates(batch, A0, o0, a0, z0, elastic)
         winner = res.pop("winner")
         res["from_start"] = winner < H
-        res["start"] = torch.where(winner < H, winner, torch.full_like(winner, -1))
+        index = torch.gather(given, 1, winner.clamp_max(H - 1)[:, None])[:, 0]
+        res["start"] = torch.where(winner < H, index, torch.full_like(winner, -1))
         return res
 
     def align(
@@ -278,6 +339,7 @@ class Aligner:
         start: dict | None = None,
         search: bool = True,
         elastic: bool = True,
+        keep: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Fit every image: a global search from scratch, or (start = {"rotations", "origins", "amplitudes"},
         arrays per image; rotations (n, 3, 3) or (n, H, 3, 3) hypotheses) a re-fit from given estimates, see
@@ -301,6 +363,7 @@ class Aligner:
                     ),
                     search=search,
                     elastic=elastic,
+                    keep=keep,
                 )
             for k, v in res.items():
                 out.setdefault(k, []).append(v.detach().cpu())

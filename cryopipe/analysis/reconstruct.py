@@ -24,7 +24,7 @@ from cryopipe.analysis.fsc import fsc, soft_sphere
 from cryopipe.errors import CryopipeError
 from cryopipe.geometry import euler_to_matrix
 from cryopipe.imaging.ctf import ctf_2d
-from cryopipe.io.star import EULER, ORIGIN, load_images
+from cryopipe.io.star import EULER, ORIGIN, ParticleImages
 
 UNFILTERED = 0.05  # a half map's regulariser: this × its own mean CTF² per shell (tames unsampled voxels only)
 
@@ -49,10 +49,11 @@ def insert_particles(
     n_pad = next(iter(bps.values())).n
     flipped = bool(int(optics.get("rlnCtfDataArePhaseFlipped", 0) or 0))
     halves = half_sets(particles, star_path)
+    stack = ParticleImages(particles, star_path)  # read batch by batch
     for lo in range(0, len(particles), batch_size):
         rows = np.arange(lo, min(lo + batch_size, len(particles)))
         batch = particles.iloc[rows]
-        images = torch.as_tensor(load_images(particles, star_path, rows))
+        images = torch.as_tensor(stack[rows])
         if images.shape[-1] != L:
             raise CryopipeError(
                 f"{star_path}: images are {images.shape[-1]} px, the optics table says rlnImageSize {L}"

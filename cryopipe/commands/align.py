@@ -10,9 +10,11 @@ OUTPUTS = ["out_star", "out_amplitudes", "out_kept", "out_plot", "out_reference"
 
 
 def params_from_config(cfg: dict) -> dict:
+    from cryopipe.commands.reference import model_resolution
+
     a = dict(cfg["align"])
     a["modes"] = a["modes"] or cfg["conformations"]["modes"]
-    a["resolution"] = a["resolution"] or cfg["reference"]["resolution"]
+    a["resolution"] = a["resolution"] or model_resolution(cfg)
     # Simulated data without CTF (simulate.ctf: false) is fitted without CTF.
     a["ctf"] = cfg["simulate"]["ctf"] or cfg["data"]["source"] == "import"
     return {**a, "device": cfg["device"]}
@@ -42,6 +44,42 @@ def star_optics(optics_row) -> dict:
         "spherical_aberration": float(optics_row["rlnSphericalAberration"]),
         "amplitude_contrast": float(optics_row["rlnAmplitudeContrast"]),
         "pixel_size": float(optics_row["rlnImagePixelSize"]),
+    }
+
+
+def star_poses(particles, star_path) -> tuple:
+    """(rotations (n, 3, 3), origins (n, 2) Å) of a STAR's particles, for `align.start: star | both`: the
+    Euler angles are required; a STAR without origins means centred particles."""
+    import numpy as np
+
+    from cryopipe.analysis.errors import rotation_matrices
+    from cryopipe.errors import CryopipeError
+    from cryopipe.io.star import EULER, ORIGIN
+
+    missing = [c for c in EULER if c not in particles.columns]
+    if missing:
+        raise CryopipeError(
+            f"{star_path}: config key 'align.start' needs the STAR's poses, but column {missing[0]} is missing "
+            "(use align.start: search)"
+        )
+    origins = particles.reindex(columns=ORIGIN).fillna(0.0).to_numpy(np.float64)
+    return rotation_matrices(particles).numpy(), origins
+
+
+def local_params(params: dict, optics_row) -> dict:
+    """The align params of the fit from the STAR's poses (`align.start: star`, `align.local`): its amplitude
+    starts (all combinations, scored by one projection each), its steps, and its fine stage's grid."""
+    from cryopipe.align.run import band_size
+
+    loc = params["local"]
+    L, apix = int(optics_row["rlnImageSize"]), float(optics_row["rlnImagePixelSize"])
+    return {
+        **params,
+        "search_amplitudes": loc["amplitudes"],
+        "search_combinations": "grid",
+        "coarse_steps": loc["coarse_steps"],
+        "fine_steps": loc["fine_steps"],
+        "fine_size": band_size(L, apix, params["fine_lowpass"]) if loc["fine_grid"] == "band" else None,
     }
 
 
@@ -114,10 +152,11 @@ def main(args: argparse.Namespace) -> None:
 
     from cryopipe.align.outliers import fit_quality, mahalanobis
     from cryopipe.align.recentre import recentred_displacement
+    from cryopipe.align.run import prior_starts
     from cryopipe.analysis.errors import angle_errors, shift_errors_px
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, load_images, read_star, split_image_name, write_star
+    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, ParticleImages, read_star, split_image_name, write_star
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_amplitude_pairs, save_estimates_vs_truth
     from cryopipe.structure.conformations import amplitude_columns
@@ -130,10 +169,21 @@ def main(args: argparse.Namespace) -> None:
     optics_row = optics.iloc[0]
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     second = second_reference_displacement(params["second_reference"], atoms)
-    aligner = make_aligner(params, atoms, modes, optics_row, second=second)
-    images = load_images(particles, args.star)
+    images = ParticleImages(particles, args.star)  # read batch by batch: memory flat in the number of images
     defocus = particles[DEFOCUS].to_numpy()
-    res = aligner.align(images, defocus)
+    prior = star_poses(particles, args.star) if params["start"] != "search" else None
+
+    def fit(aligner):
+        """The global search, or the local fit from the STAR's poses (`align.start`)."""
+        if prior is None:
+            return aligner.align(images, defocus)
+        starts = prior_starts(prior[0], prior[1], aligner.amp_starts.cpu().numpy())
+        res = aligner.align(images, defocus, start=starts, search=params["start"] == "both", keep=1)
+        print(f"align: the STAR's pose was the best start for {np.mean(res['from_start']):.0%} of the images")
+        return res
+
+    fit_params = local_params(params, optics_row) if params["start"] == "star" else params
+    res = fit(make_aligner(fit_params, atoms, modes, optics_row, second=second))
     rc = params["recentre"]
     for p in range(rc["passes"]):
         second, used, cc = recentred_displacement(
@@ -158,7 +208,7 @@ def main(args: argparse.Namespace) -> None:
             f"reference {np.sqrt((second**2).sum(1).mean()):.2f} Å RMSD from the reference; pass "
             f"{p + 2} of {rc['passes'] + 1}"
         )
-        res = make_aligner(params, atoms, modes, optics_row, second=second).align(images, defocus)
+        res = fit(make_aligner(fit_params, atoms, modes, optics_row, second=second))
 
     out = particles.copy()
     out[EULER] = res["euler"]

@@ -6,7 +6,7 @@ import argparse
 
 from cryopipe.commands import add_params_arg, resolve_params
 
-OUTPUTS = ["out_table", "out_groups", "out_plot"]
+OUTPUTS = ["out_table", "out_groups", "out_plot", "out_coordinates"]
 
 
 def params_from_config(cfg: dict) -> dict:
@@ -21,6 +21,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out-table", required=True, help="output table: particle, source, group, pc1, pc2")
     p.add_argument("--out-groups", required=True, nargs="+", help="output STAR per group (group0.star ...), in order")
+    p.add_argument(
+        "--out-coordinates",
+        help="output CSV: each particle's conformational coordinates (amplitudes, PCs, UMAP), group and pose, "
+        "keyed by rlnImageName as the user's own STAR spells it (to join back onto it)",
+    )
     p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
@@ -49,6 +54,19 @@ def group_star(raw, space_rows):
     out["rlnRandomSubset"] = space_rows["particle"].to_numpy() % 2 + 1
     out["rlnClassNumber"] = space_rows["group"].to_numpy() + 1
     return out
+
+
+def coordinates(table, raw):
+    """Per particle: its name in the user's own STAR (rlnImageOriginalName, kept by `import`; else the name in
+    `raw`), group (−1: in none; rlnClassNumber = group + 1 in the group STARs), the conformational coordinates
+    and the pose, one row per particle of the space."""
+    from cryopipe.io.star import POSE
+
+    names = raw["rlnImageOriginalName"] if "rlnImageOriginalName" in raw.columns else raw["rlnImageName"]
+    out = table.drop(columns=[c for c in ("true_label",) if c in table.columns]).copy()
+    out.insert(0, "rlnImageName", names.to_numpy()[table["particle"].to_numpy()])
+    first = ["rlnImageName", "particle", "source", "group"]
+    return out[first + [c for c in out.columns if c not in first and c not in POSE] + POSE]
 
 
 def main(args: argparse.Namespace) -> None:
@@ -90,6 +108,9 @@ def main(args: argparse.Namespace) -> None:
     )
     with atomic_path(args.out_table) as tmp:
         table[cols].to_csv(tmp, index=False, float_format="%.6f")
+    if args.out_coordinates:
+        with atomic_path(args.out_coordinates) as tmp:
+            coordinates(table, raw).to_csv(tmp, index=False, float_format="%.6f")
     edges = None
     if params["method"] == "pc1_bins":
         pc1 = table["pc1"].to_numpy()

@@ -12,11 +12,12 @@ OUTPUTS = ["out_fsc", "out_resolutions", "out_plot"]
 
 
 def params_from_config(cfg: dict) -> dict:
+    from cryopipe.commands.reference import model_resolution
     from cryopipe.commands.simulate import motion_params
 
     return {
         **cfg["analysis"]["evaluate"],
-        "resolution": cfg["reference"]["resolution"],
+        "resolution": model_resolution(cfg),
         "seed": cfg["seed"],
         **motion_params(cfg),
     }

@@ -37,20 +37,19 @@ def main(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from cryopipe.commands.import_star import check_particles
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.imaging.preprocess import preprocess_batch, split_sets
     from cryopipe.io.atomic import atomic_path
+    from cryopipe.io.checks import check_particle_set
     from cryopipe.io.mrc import StackWriter
     from cryopipe.io.star import image_names, load_images, read_star, write_star
     from cryopipe.plots import save_montage
 
     params = resolve_params(args, params_from_config)
     particles, optics = read_star(args.star)
-    check_particles(particles, optics, args.star, params["allow_subset"])
-    if len(optics) > 1:
-        raise CryopipeError(f"{args.star}: {len(optics)} optics groups; only one is supported")
+    # Every check of the STAR and the stacks' headers (cryopipe/io/checks.py), before any output.
+    particles, optics = check_particle_set(particles, optics, args.star, params["allow_subset"])
     optics_row = optics.iloc[0].to_dict()
     L, size = int(optics_row["rlnImageSize"]), params["size"]
     if size > L:
@@ -64,7 +63,7 @@ def main(args: argparse.Namespace) -> None:
             bad = np.nonzero(~np.isfinite(raw).all(axis=(1, 2)))[0]
             if len(bad):
                 raise CryopipeError(
-                    f"{args.star}: particle {rows[bad[0]]} "
+                    f"{args.star}: particle row {rows[bad[0]] + 1} "
                     f"({particles['rlnImageName'].iloc[rows[bad[0]]]}) has NaN/Inf pixels"
                 )
             imgs = preprocess_batch(

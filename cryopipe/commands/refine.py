@@ -28,6 +28,7 @@ def params_from_config(cfg: dict) -> dict:
     a.pop("cc_threshold")
     steps = {k: r[k] if r[k] is not None else a[k] for k in ("coarse_steps", "fine_steps")}
     return {**a, **steps, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
+    # a["start"] (align.start): star | both add each image's STAR pose (--prior-star) to the network's starts.
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="align/<dataset>/second_reference.npz: the second reference the alignment used "
         "(default: align.second_reference.pdb, if set)",
     )
+    p.add_argument(
+        "--prior-star",
+        help="image set 2 with the STAR's own poses (preprocess/<dataset>/set2.star): with align.start star or both, "
+        "each image's STAR pose is one more start of its re-fit",
+    )
     p.add_argument("--truth", help="ground truth (simulated data): errors before and after, in the plot and the log")
     p.add_argument("--out-star", required=True, help="output STAR with the refined angles and origins")
     p.add_argument(
@@ -51,6 +57,30 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="output table: particle, amplitudes, cc, angle change, whether the network's prediction won",
     )
     p.add_argument("--out-plot", required=True, help="output figure (.png)")
+
+
+def with_star_pose(starts, origins, amplitudes, particles, prior_star):
+    """The network's starts (rotations (n, 3, 3) or (n, H, 3, 3)) plus each image's pose in `prior_star` (matched by
+    rlnImageName) as the last start, with per-start origins (n, H+1, 2) and the network's amplitudes (n, H+1, M)."""
+    import numpy as np
+
+    from cryopipe.commands.align import star_poses
+    from cryopipe.errors import CryopipeError
+    from cryopipe.io.star import read_star
+
+    prior, _ = read_star(prior_star)
+    index = prior.reset_index().set_index("rlnImageName")["index"]
+    absent = ~particles["rlnImageName"].isin(index.index)
+    if absent.any():
+        raise CryopipeError(f"{prior_star}: no row for {particles['rlnImageName'][absent].iloc[0]}")
+    R, o = star_poses(prior.iloc[index.loc[particles["rlnImageName"]].to_numpy()], prior_star)
+    starts = starts[:, None] if starts.ndim == 3 else starts
+    H = starts.shape[1]
+    return (
+        np.concatenate([starts, R[:, None]], 1),
+        np.concatenate([np.repeat(origins[:, None], H, 1), o[:, None]], 1),
+        np.repeat(amplitudes[:, None], H + 1, 1),
+    )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -62,7 +92,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.commands.infer import hypothesis_rotations
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
-    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, load_images, read_star, split_image_name, write_star
+    from cryopipe.io.star import DEFOCUS, EULER, ORIGIN, ParticleImages, read_star, split_image_name, write_star
     from cryopipe.io.structure import Atoms
     from cryopipe.plots import save_refinement
     from cryopipe.structure.conformations import amplitude_columns
@@ -89,10 +119,15 @@ def main(args: argparse.Namespace) -> None:
     hypotheses = hypothesis_rotations(amps.loc[ids], params["candidates"]) if params["search"] == "local" else None
     starts = R_net.numpy() if hypotheses is None else hypotheses
     o_net = particles[ORIGIN].to_numpy(dtype=np.float64)
+    n_net = 1 if starts.ndim == 3 else starts.shape[1]  # the network's starts per image
+    if params["start"] != "search":
+        if not args.prior_star:
+            raise CryopipeError("config key 'align.start': star | both needs refine --prior-star (set 2's STAR poses)")
+        starts, o_net, a_net = with_star_pose(starts, o_net, a_net, particles, args.prior_star)
 
     second = load_reference(args.reference) if args.reference else None
     aligner = make_aligner(params, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
-    images = load_images(particles, args.star)
+    images = ParticleImages(particles, args.star)  # read batch by batch: memory flat in the number of images
     res = aligner.align(
         images,
         particles[DEFOCUS].to_numpy(),
@@ -108,8 +143,10 @@ def main(args: argparse.Namespace) -> None:
     table.insert(0, "particle", ids)
     table["cc"] = res["cc"]
     table["angle_change"] = angle_errors(res["rotations"], R_net)
-    table["network_start_won"] = res["from_start"]  # the network's prediction was the best-fitting start
-    table["hypothesis"] = res["start"] + 1  # which of them (1 = best-scored; 0 = a global-search candidate)
+    # the network's prediction was the best-fitting start, and which (1 = best-scored; 0 = a global-search
+    # candidate; n_net + 1 = the STAR's pose)
+    table["network_start_won"] = res["from_start"] & (res["start"] < n_net)
+    table["hypothesis"] = res["start"] + 1
     table["margin"] = res["margin"]
     if second is not None or params["second_reference"]["pdb"]:
         table["second_reference"] = res["second"]
@@ -126,8 +163,10 @@ def main(args: argparse.Namespace) -> None:
     write_star(args.out_star, out, optics)
     with atomic_path(args.out_amplitudes) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
+    if params["start"] != "search":
+        print(f"refine: the STAR's pose was the best start for {np.mean(res['start'] == n_net):.0%} of the images")
     if hypotheses is not None:
-        won = np.bincount(table["hypothesis"].to_numpy(), minlength=hypotheses.shape[1] + 1)
+        won = np.bincount(table["hypothesis"].to_numpy(), minlength=hypotheses.shape[1] + 2)[: hypotheses.shape[1] + 1]
         print(
             f"refine: the winning start was hypothesis 1..{hypotheses.shape[1]} (by score) for "
             + ", ".join(f"{n / len(table):.0%}" for n in won[1:])

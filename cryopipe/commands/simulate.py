@@ -26,13 +26,15 @@ def parse_dataset_name(name: str) -> tuple[float, tuple[float, float]]:
 
 
 def params_from_config(cfg: dict) -> dict:
+    from cryopipe.commands.reference import model_resolution
+
     s = {k: v for k, v in cfg["simulate"].items() if k != "grid"}  # grid values come from the dataset name
     if s["density"] != "scattering":
         s.pop("atom_b_factor")
     return {
         **s,
         "seed": cfg["seed"],
-        "resolution": cfg["reference"]["resolution"],
+        "resolution": model_resolution(cfg),
         **motion_params(cfg),
         "device": cfg["device"],
     }
@@ -68,7 +70,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.imaging.project import sigma_for_resolution
-    from cryopipe.imaging.simulate import Optics, Simulator, draw_defocus, noise_variance_for_snr
+    from cryopipe.imaging.simulate import Optics, Simulator, consensus_poses, draw_defocus, noise_variance_for_snr
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.mrc import StackWriter
     from cryopipe.io.star import DEFOCUS, POSE, image_names, make_optics, write_star
@@ -143,7 +145,10 @@ def main(args: argparse.Namespace) -> None:
             out.write(i, noisy)
             if i == 0:
                 preview = noisy[:16]
-    particles = truth[POSE + DEFOCUS].copy()
+    particles = truth[DEFOCUS].copy()
+    err = params["star_pose_error"]
+    poses = consensus_poses(truth, err["angle"], err["shift"], params["seed"], args.dataset)
+    particles = pd.concat([poses[POSE], particles], axis=1)
     particles.insert(0, "rlnImageName", image_names(args.out_mrcs, n))
     particles["rlnOpticsGroup"] = 1
     write_star(

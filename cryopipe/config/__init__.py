@@ -53,7 +53,15 @@ def validate_config(config: dict, source: str = "config") -> dict:
             key = f"{where}.{extra[0]}" if where else extra[0]
             raise CryopipeError(f"{source}: unknown config key '{key}'")
         raise CryopipeError(f"{source}: config key '{where or '(top level)'}': {e.message}")
+    ref = cfg.get("reference") or {}
+    if ref.get("map") and ref.get("pdb"):  # checked before the defaults fill in reference.pdb
+        raise CryopipeError(
+            f"{source}: config key 'reference.map': give an EM map or reference.pdb, not both (the map is "
+            "converted into pseudoatoms; the PDB's atoms are the model otherwise)"
+        )
     _fill_defaults(cfg, sch)
+    if cfg["reference"]["map"]:
+        cfg["reference"]["pdb"] = None  # the map is the reference: no atomic model
     _check_consistency(cfg, source)
     return cfg
 

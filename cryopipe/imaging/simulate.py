@@ -53,6 +53,22 @@ def draw_defocus(n: int, defocus_range_um: tuple[float, float], astigmatism: flo
     return mean + astigmatism / 2, mean - astigmatism / 2, angle
 
 
+def consensus_poses(truth: pd.DataFrame, angle: float, shift: float, seed: int, name: str) -> pd.DataFrame:
+    """The poses a consensus refinement might have found: each true rotation turned by exactly `angle` degrees
+    about a random axis, each origin moved by exactly `shift` Å in a random direction (RELION columns)."""
+    from cryopipe.geometry import matrix_to_euler, perturb_rotations
+
+    out = truth[EULER + ORIGIN].copy()
+    if angle == 0 and shift == 0:
+        return out
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([dataset_seed(seed, name), 4]).generate_state(1)[0]))
+    R = euler_to_matrix(torch.tensor(truth[EULER].to_numpy(np.float64)))
+    out[EULER] = matrix_to_euler(perturb_rotations(R, angle, g)).numpy()
+    phi = torch.rand(len(truth), generator=g, dtype=torch.float64).numpy() * 2 * np.pi
+    out[ORIGIN] = truth[ORIGIN].to_numpy(np.float64) + shift * np.stack([np.cos(phi), np.sin(phi)], 1)
+    return out
+
+
 def particle_noise(seed: int, name: str, index: int, shape: tuple[int, ...]) -> torch.Tensor:
     g = torch.Generator().manual_seed(
         int(np.random.SeedSequence([dataset_seed(seed, name), 3, index]).generate_state(1)[0])

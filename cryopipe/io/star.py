@@ -82,7 +82,11 @@ def read_star(path: str | os.PathLike, pixel_size: float | None = None) -> tuple
         if not tables:
             raise CryopipeError(f"{path}: no particle table found")
         particles = tables[-1].copy()
+        _check_not_empty(path, particles)
         particles, optics = _optics_from_relion30(path, particles, pixel_size)
+    _check_not_empty(path, particles)
+    if len(optics) == 0:
+        raise CryopipeError(f"{path}: the optics table has no rows")
     if "rlnImageName" not in particles.columns:
         raise CryopipeError(f"{path}: particle table lacks column rlnImageName")
     for col in REQUIRED_OPTICS:
@@ -99,11 +103,21 @@ def read_star(path: str | os.PathLike, pixel_size: float | None = None) -> tuple
     return particles, optics
 
 
+def _check_not_empty(path: Path, particles: pd.DataFrame) -> None:
+    if len(particles) == 0:
+        raise CryopipeError(f"{path}: the particle table has no rows (no particles to process)")
+
+
 def _optics_from_relion30(path: Path, particles: pd.DataFrame, pixel_size: float | None):
+    from cryopipe.io.checks import numeric_values
+
+    def first(col: str) -> float:  # every row parsed (an error names the row), the first one used
+        return float(numeric_values(particles, col, path)[0])
+
     if "rlnImagePixelSize" in particles.columns:
-        apix = float(particles["rlnImagePixelSize"].iloc[0])
+        apix = first("rlnImagePixelSize")
     elif {"rlnDetectorPixelSize", "rlnMagnification"} <= set(particles.columns):
-        apix = float(particles["rlnDetectorPixelSize"].iloc[0] * 1e4 / particles["rlnMagnification"].iloc[0])
+        apix = first("rlnDetectorPixelSize") * 1e4 / first("rlnMagnification")
     elif pixel_size is not None:
         apix = float(pixel_size)
     else:
@@ -114,7 +128,7 @@ def _optics_from_relion30(path: Path, particles: pd.DataFrame, pixel_size: float
     for col in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"):
         if col not in particles.columns:
             raise CryopipeError(f"{path}: particle table lacks column {col}")
-        values[col] = float(particles[col].iloc[0])
+        values[col] = first(col)
     optics = make_optics(
         apix,
         _image_size_from_stack(path, particles),
@@ -124,7 +138,8 @@ def _optics_from_relion30(path: Path, particles: pd.DataFrame, pixel_size: float
     )
     for axis in ("X", "Y"):
         if f"rlnOrigin{axis}" in particles.columns:
-            particles[f"rlnOrigin{axis}Angst"] = particles.pop(f"rlnOrigin{axis}") * apix
+            particles[f"rlnOrigin{axis}Angst"] = numeric_values(particles, f"rlnOrigin{axis}", path) * apix
+            particles = particles.drop(columns=[f"rlnOrigin{axis}"])
     drop = [
         c
         for c in (
@@ -143,12 +158,18 @@ def _optics_from_relion30(path: Path, particles: pd.DataFrame, pixel_size: float
 
 
 def _image_size_from_stack(path: Path, particles: pd.DataFrame) -> int:
-    from cryopipe.io.mrc import open_stack
+    """rlnImageSize from the header of the first particle's stack (the data are not read)."""
+    from cryopipe.io.mrc import read_stack_header
 
     if "rlnImageName" not in particles.columns:
         raise CryopipeError(f"{path}: particle table lacks column rlnImageName")
-    _, stack = split_image_name(particles["rlnImageName"].iloc[0])
-    return int(open_stack(resolve_stack_path(stack, path)).shape[-1])
+    name = str(particles["rlnImageName"].iloc[0])
+    if "@" not in name:
+        raise CryopipeError(
+            f"{path}: column rlnImageName, particle row 1: {name!r} is not index@stack (e.g. 000001@particles.mrcs)"
+        )
+    _, stack = name.split("@", 1)
+    return int(read_stack_header(resolve_stack_path(stack, path)).shape[-1])
 
 
 def split_image_name(name: str) -> tuple[int, str]:
@@ -172,17 +193,17 @@ def resolve_stack_path(stack: str, star_path: str | os.PathLike) -> Path:
 
 
 def stack_index(particles: pd.DataFrame, star_path: str | os.PathLike) -> list[tuple[Path, np.ndarray, np.ndarray]]:
-    """Group particles by stack: [(stack path, particle rows, indices in stack)], checking bounds."""
-    from cryopipe.io.mrc import open_stack
+    """Group particles by stack: [(stack path, particle rows, indices in stack)], checking bounds (headers only)."""
+    from cryopipe.io.mrc import read_stack_header
 
     parsed = [split_image_name(n) for n in particles["rlnImageName"]]
-    idx = np.array([p[0] for p in parsed])
+    idx = np.array([p[0] for p in parsed], dtype=np.int64)
     stacks = np.array([p[1] for p in parsed])
     out = []
     for stack in pd.unique(stacks):
         rows = np.nonzero(stacks == stack)[0]
         path = resolve_stack_path(stack, star_path)
-        n = open_stack(path).shape[0]
+        n = read_stack_header(path).shape[0]
         bad = idx[rows][(idx[rows] < 0) | (idx[rows] >= n)]
         if len(bad):
             raise CryopipeError(
@@ -192,14 +213,38 @@ def stack_index(particles: pd.DataFrame, star_path: str | os.PathLike) -> list[t
     return out
 
 
+class ParticleImages:
+    """The images of a STAR's particles as a read-on-demand array: `len`, and `[rows]` (a slice or indices) →
+    (k, L, L) float32 in row order. Nothing is held but the index, so memory does not grow with the set."""
+
+    def __init__(self, particles: pd.DataFrame, star_path: str | os.PathLike):
+        from cryopipe.io.mrc import StackReader
+
+        groups = stack_index(particles, star_path)
+        self.readers = [StackReader(path) for path, _, _ in groups]
+        self.stack = np.empty(len(particles), dtype=np.int64)  # which reader holds each row ...
+        self.index = np.empty(len(particles), dtype=np.int64)  # ... and where in its stack
+        for g, (_, rows, idx) in enumerate(groups):
+            self.stack[rows], self.index[rows] = g, idx
+        self.shape = (len(particles), *self.readers[0].shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        for g in np.unique(self.stack[rows]):
+            sel = np.nonzero(self.stack[rows] == g)[0]
+            out[sel] = self.readers[g].read(self.index[rows[sel]])
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+
 def load_images(particles: pd.DataFrame, star_path: str | os.PathLike, rows: np.ndarray | None = None) -> np.ndarray:
     """Images (n, L, L) float32 of the given particle rows (default: all), in row order."""
-    from cryopipe.io.mrc import open_stack
-
     sub = particles if rows is None else particles.iloc[rows]
-    groups = stack_index(sub, star_path)
-    first = open_stack(groups[0][0])
-    out = np.empty((len(sub), first.shape[-2], first.shape[-1]), dtype=np.float32)
-    for path, r, i in groups:
-        out[r] = open_stack(path)[i]
-    return out
+    return ParticleImages(sub, star_path)[:]

@@ -1,4 +1,4 @@
-"""Particle images read lazily from memory-mapped .mrcs stacks: memory stays flat for any stack size."""
+"""Particle images read lazily from .mrcs stacks with plain file reads: memory stays flat for any stack size."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cryopipe.io.star import stack_index
 class ParticleDataset(Dataset):
     """(image (1, L, L) float32, targets dict) for the rows of a STAR file.
 
-    Each worker opens the stacks itself (memory maps do not cross process boundaries).
+    Each worker opens the stack files itself (open files do not cross process boundaries).
     """
 
     def __init__(self, particles: pd.DataFrame, star_path, targets: dict[str, np.ndarray] | None = None):
@@ -25,23 +25,23 @@ class ParticleDataset(Dataset):
                 self.location[r] = (g, int(i))
         self.targets = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (targets or {}).items()}
         self.names = particles["rlnImageName"].tolist()
-        self._stacks: list[np.ndarray] | None = None
+        self._stacks: list | None = None
 
     def __len__(self) -> int:
         return len(self.location)
 
-    def _stack(self, g: int) -> np.ndarray:
+    def _stack(self, g: int):
         if self._stacks is None:
-            from cryopipe.io.mrc import open_stack
+            from cryopipe.io.mrc import StackReader
 
-            self._stacks = [open_stack(p) for p, _, _ in self.groups]
+            self._stacks = [StackReader(p) for p, _, _ in self.groups]
         return self._stacks[g]
 
     def __getitem__(self, i: int):
         loc = self.location[i]
         assert loc is not None, f"particle {i} is in no stack"  # stack_index places every row
         g, j = loc
-        img = np.array(self._stack(g)[j], dtype=np.float32)
+        img = self._stack(g).read([j])[0]
         if not np.isfinite(img).all():
             raise CryopipeError(f"particle {i} ({self.names[i]}) has NaN/Inf pixels")
         return torch.from_numpy(img)[None], {k: v[i] for k, v in self.targets.items()}, i

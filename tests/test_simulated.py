@@ -178,6 +178,19 @@ def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_t
     assert refined["hypothesis"].between(1, 3).all()  # local: a hypothesis always wins, never a search candidate
     assert "winning start was hypothesis 1..3" in out
     json.loads(stage_json("train", cfg))  # the params the workflow passes are plain JSON
+    # align.start star: each image's STAR pose (here the simulated truth) is a fourth start of the re-fit.
+    star_cfg = {**cfg, "align": {**cfg["align"], "start": "star"}}
+    common = ["refine", "--params", stage_json("refine", star_cfg), "--star", d / "infer.star", "--amplitudes",
+              d / "infer.csv", "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--out-star",
+              d / "refine2.star", "--out-amplitudes", d / "refine2.csv", "--out-plot", d / "refine2.png"]  # fmt: skip
+    out = run_cli(*common, "--prior-star", d / "pre" / "set2.star").stdout
+    assert "the STAR's pose was the best start for" in out
+    with_star = pd.read_csv(d / "refine2.csv")
+    assert with_star["hypothesis"].between(1, 4).all()
+    assert (with_star["hypothesis"] == 4).mean() >= 0.5  # the true pose wins for most images
+    assert not with_star["network_start_won"][with_star["hypothesis"] == 4].any()
+    proc = run_cli(*common, check=False)
+    assert proc.returncode == 2 and "--prior-star" in proc.stderr
 
 
 def test_simulation_source_needs_the_reference(aligned_tiny):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 COMMANDS = {
     "reference": "cryopipe.commands.reference",
+    "homologues": "cryopipe.commands.homologues",
     "modes": "cryopipe.commands.modes",
     "conformations": "cryopipe.commands.conformations",
     "simulate": "cryopipe.commands.simulate",

@@ -113,9 +113,8 @@ def map_model(atoms, modes, truth, numbers, sigma_map):
     import torch
     from scipy.spatial import cKDTree
 
-    from cryopipe.align.model import spatial_groups
+    from cryopipe.commands.reference import pseudoatoms_as_atoms
     from cryopipe.imaging.project import atoms_to_map
-    from cryopipe.io.structure import Atoms
     from cryopipe.structure.modes import compute_modes, overlap
     from cryopipe.structure.pseudoatoms import fit_pseudoatoms, pseudoatoms_atomgroup
 
@@ -138,10 +137,7 @@ def map_model(atoms, modes, truth, numbers, sigma_map):
         f"map reference: {len(p.coords)} pseudoatoms of σ {p.sigma:.2f} Å, map correlation {p.correlation:.3f}, "
         f"mode overlaps with the atomic modes {np.round(overlaps, 3).tolist()} ({time.perf_counter() - t:.0f} s)"
     )
-    n = len(p.coords)
-    pseudo = Atoms(p.coords, p.weights, np.full(n, "CA"), np.full(n, "C"), spatial_groups(p.coords),
-                   np.full(n, "A"), np.zeros(3))  # fmt: skip
-    return pseudo, vectors, p.sigma, true_amps, nearest
+    return pseudoatoms_as_atoms(p), vectors, p.sigma, true_amps, nearest
 
 
 def main() -> None:

@@ -135,3 +135,44 @@ def test_reference_map_has_voxel_size_and_mass(tiny_dataset):
     com_x = (vol.sum((0, 1)) * idx).sum() / vol.sum() * voxel
     weighted = (atoms.coords[:, 0] * atoms.weights).sum() / atoms.weights.sum()
     assert com_x == pytest.approx(weighted, abs=0.01)
+
+
+def test_stack_writer_header_statistics_and_reader_order(tmp_path):
+    """StackWriter (plain writes, statistics streamed at the end) gives the header mrcfile would; StackReader reads
+    any order with repeats, across runs of consecutive images, as the data are."""
+    import mrcfile
+
+    from cryopipe.io.mrc import StackReader, StackWriter
+
+    data = np.random.default_rng(0).normal(0.3, 2.0, (37, 12, 12)).astype(np.float32)
+    with StackWriter(tmp_path / "s.mrcs", 37, 12, 1.7) as w:
+        w.write(0, data[:20])
+        w.write(20, data[20:])
+        np.testing.assert_array_equal(w.read(5, 3), data[5:8])
+    with mrcfile.open(tmp_path / "s.mrcs") as m:
+        np.testing.assert_array_equal(m.data, data)
+        assert m.voxel_size.x == pytest.approx(1.7)
+        h = m.header
+        assert (h.dmin, h.dmax) == (data.min(), data.max())
+        assert h.dmean == pytest.approx(data.mean(dtype=np.float64), rel=1e-6)
+        assert h.rms == pytest.approx(data.std(dtype=np.float64), rel=1e-6)
+    idx = [36, 0, 1, 2, 17, 2, 35, 9]
+    np.testing.assert_array_equal(StackReader(tmp_path / "s.mrcs").read(idx), data[idx])
+
+
+def test_band_grid_holds_the_lowpass():
+    """The local fit's fine grid: even, its Nyquist passes the low-pass, never larger than the image."""
+    from cryopipe.align.run import band_size
+
+    for L, apix, lowpass in [(64, 1.3, 5.0), (128, 0.65, 5.0), (32, 2.5, 5.5), (200, 1.0, 3.0)]:
+        n = band_size(L, apix, lowpass)
+        assert n % 2 == 0 and n <= L
+        assert n == L or 2 * (L * apix / n) <= lowpass  # the cropped grid's Nyquist (Å) is finer than the low-pass
+    assert band_size(64, 1.3, 5.0) == 36
+
+
+def test_spatial_groups_are_cells_numbered_in_order():
+    from cryopipe.align.model import spatial_groups
+
+    pts = np.array([[0.5, 0.5, 0.5], [9.0, 0.0, 0.0], [1.0, 3.0, 2.0], [9.5, 1.0, 1.0], [-1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(spatial_groups(pts, 4.0), [1, 2, 1, 2, 3])

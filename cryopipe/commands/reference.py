@@ -50,17 +50,37 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-map", required=True, help="output reference map .mrc")
 
 
+def pseudoatoms_as_atoms(p):
+    """`Atoms` of a map's pseudoatoms (`Pseudoatoms`), what the modes and the alignment take: named CA, element C,
+    weights the fitted masses, residue numbers 4 Å cells (the coarse stage's beads). Not re-centred: the map's box
+    centre stays the origin, the frame of the particles' poses refined against that map."""
+    import numpy as np
+
+    from cryopipe.align.model import spatial_groups
+    from cryopipe.io.structure import Atoms
+
+    n = len(p.coords)
+    return Atoms(
+        coords=p.coords,
+        weights=p.weights.astype(np.float64),
+        names=np.full(n, "CA"),
+        elements=np.full(n, "C"),
+        resnums=spatial_groups(p.coords),
+        chains=np.full(n, "A"),
+        center=np.zeros(3),
+        bfactors=np.zeros(n),
+    )
+
+
 def map_reference(params: dict, args: argparse.Namespace) -> None:
     """reference.map → pseudoatoms: atoms.npz (weights = the fitted Gaussian masses, element C), their PDB, and
     the pseudoatoms' map on the simulate box."""
     import numpy as np
     import torch
 
-    from cryopipe.align.model import spatial_groups
     from cryopipe.errors import CryopipeError
     from cryopipe.imaging.project import atoms_to_map
     from cryopipe.io.mrc import read_mrc, write_mrc
-    from cryopipe.io.structure import Atoms
     from cryopipe.structure.pseudoatoms import fit_pseudoatoms, write_pseudoatom_pdb
 
     volume, apix = read_mrc(params["map"])
@@ -82,17 +102,7 @@ def map_reference(params: dict, args: argparse.Namespace) -> None:
         progress=True,
     )
     n = len(p.coords)
-    # Not re-centred: the map's box centre stays the origin, the frame of the particles' poses refined against it.
-    atoms = Atoms(
-        coords=p.coords,
-        weights=p.weights.astype(np.float64),
-        names=np.full(n, "CA"),
-        elements=np.full(n, "C"),
-        resnums=spatial_groups(p.coords),  # the coarse stage's beads: pseudoatoms in 4 Å cubes
-        chains=np.full(n, "A"),
-        center=np.zeros(3),
-        bfactors=np.zeros(n),
-    )
+    atoms = pseudoatoms_as_atoms(p)
     atoms.save(args.out_atoms)
     write_pseudoatom_pdb(args.out_pdb, p)
     vol = atoms_to_map(

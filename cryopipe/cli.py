@@ -17,6 +17,11 @@ from pathlib import Path
 COMMANDS = {
     "reference": "cryopipe.commands.reference",
     "homologues": "cryopipe.commands.homologues",
+    "homologue-signal": "cryopipe.commands.homologue_signal",
+    "homologue-images": "cryopipe.commands.homologue_images",
+    "classify-train": "cryopipe.commands.classify_train",
+    "classify-evaluate": "cryopipe.commands.classify_evaluate",
+    "classify-summary": "cryopipe.commands.classify_summary",
     "modes": "cryopipe.commands.modes",
     "conformations": "cryopipe.commands.conformations",
     "simulate": "cryopipe.commands.simulate",

@@ -262,7 +262,7 @@ def save_learning_curve(history, path) -> None:
             label="validation, constant prediction",
         )
     ax.set_xlabel("epoch")
-    ax.set_ylabel("L1 loss (standardised)")
+    ax.set_ylabel("loss (L1 standardised; classes: cross-entropy)")
     losses = pd.concat([history["train_loss"], history["val_loss"]])
     if losses.min() > 0 and losses.max() / losses.min() > 3:  # log only where it helps: else 3.5×10⁰ labels
         ax.set_yscale("log")

@@ -148,3 +148,12 @@ def benchmark_inputs(wildcards):
         if config["data"]["source"] != "import":
             files.append(res(f"simulate/{ds}/truth.csv"))
     return files
+
+
+def classification_snrs():
+    """The classification benchmark's data sets, one per SNR (folder snr<value>)."""
+    return [f"{s:g}" for s in config["classification"]["snr"]]
+
+
+def classification_networks():
+    return config["classification"]["networks"]

@@ -91,6 +91,27 @@ def test_default_config_plans_full_dag(tmp_path):
     }
 
 
+def test_classification_target_plans_its_own_dag_and_the_default_target_stays(tmp_path):
+    """`snakemake classification`: the class builder, one image set, one data set per SNR, each network per SNR
+    (GPU rules), an evaluation per SNR and one summary; none of the default target's rules."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["classification"] = {"snr": [0.5, 0.05], "networks": ["cnn2", "resnet50"]}
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "classification", "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr
+    assert planned_jobs(proc) == {
+        "homologues": 1,
+        "homologue_signal": 1,
+        "homologue_images": 2,
+        "classify_train": 4,
+        "classify_evaluate": 2,
+        "classify_summary": 1,
+        "classification": 1,
+    }
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert "classify_train" not in planned_jobs(proc)
+
+
 def test_import_source_plans_import_branch(tmp_path):
     (tmp_path / "user.star").write_text("data_\nloop_\n_rlnImageName\n1@x.mrcs\n")
     write_config(tmp_path, {**TINY, "data": {"source": "import", "import": {"star": "user.star", "name": "mydata"}}})

@@ -17,8 +17,7 @@ OUTPUTS = ["out_classes", "out_table"]
 
 def params_from_config(cfg: dict) -> dict:
     c = cfg["classification"]
-    resolution = cfg["reference"]["resolution"]  # the class maps use the atoms' Gaussians, as `reference` does
-    return {**c["classes"], "box": c["box"], "pixel_size": c["pixel_size"], "resolution": resolution}
+    return {**c["classes"], "box": c["box"], "pixel_size": c["pixel_size"], "resolution": c["resolution"]}
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

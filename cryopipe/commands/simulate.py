@@ -93,15 +93,7 @@ def main(args: argparse.Namespace) -> None:
     du, dv, ang = draw_defocus(n, defocus, params["astigmatism"], params["seed"], args.dataset)
     truth["rlnDefocusU"], truth["rlnDefocusV"], truth["rlnDefocusAngle"] = du, dv, ang
     truth["snr"] = snr
-    optics = Optics(
-        params["pixel_size"],
-        params["box"],
-        params["voltage"],
-        params["spherical_aberration"],
-        params["amplitude_contrast"],
-        params["b_factor"],
-        params["phase_shift"],
-    )
+    optics = Optics.from_params(params)
     bfactors = None
     if params["density"] == "scattering":
         bfactors = (

@@ -38,6 +38,12 @@ class Optics:
     b_factor: float = 0.0
     phase_shift: float = 0.0
 
+    @classmethod
+    def from_params(cls, params: dict) -> Optics:
+        """From a stage's params holding `simulate`'s optics keys and its box and pixel size."""
+        keys = ("voltage", "spherical_aberration", "amplitude_contrast", "b_factor", "phase_shift")
+        return cls(params["pixel_size"], params["box"], *(params[k] for k in keys))
+
 
 def dataset_seed(seed: int, name: str) -> int:
     """A stable 32-bit stream id per dataset name (independent of Python's hash randomisation)."""

@@ -1,4 +1,5 @@
-"""Training targets, their standardisation, and the losses (L1; sign-invariant for quaternions)."""
+"""Training targets, their standardisation, and the losses (L1; sign-invariant for quaternions; cross-entropy
+for class labels)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,10 @@ def constant_prediction(
     """
     out = {}
     for k, v in targets.items():
-        if k == "orientation":
+        if k == "class":  # class labels: the log training frequencies as logits (log K for balanced classes)
+            counts = torch.bincount(v.long()).double().clamp_min(0.5)
+            out[k] = torch.log(counts / counts.sum()).float()
+        elif k == "orientation":
             cand = v[torch.linspace(0, len(v) - 1, min(len(v), max_candidates)).long()]
             ref = v[torch.linspace(0, len(v) - 1, min(len(v), max_targets)).long()]
             cost = quaternion_l1(cand[:, None], ref[None]).mean(1)  # (candidates, targets) → mean per candidate
@@ -81,7 +85,18 @@ def constant_prediction(
 def constant_loss(train_targets: dict[str, torch.Tensor], val_targets: dict[str, torch.Tensor]) -> float:
     """Validation loss (summed over kinds, as the engine reports it) of `constant_prediction(train_targets)`."""
     const = constant_prediction(train_targets)
-    return float(sum(loss_terms({k: c.expand_as(val_targets[k]) for k, c in const.items()}, val_targets).values()))
+    if "class" in const:  # a class missing from training gets the frequency of half an image
+        k = max(len(const["class"]), int(val_targets["class"].max()) + 1)
+        logits = torch.full((k,), float(const["class"].min()))
+        logits[: len(const["class"])] = const["class"]
+        const["class"] = logits.expand(len(val_targets["class"]), k)
+    return float(
+        sum(
+            loss_terms(
+                {k: c if k == "class" else c.expand_as(val_targets[k]) for k, c in const.items()}, val_targets
+            ).values()
+        )
+    )
 
 
 def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,6 +112,8 @@ def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor
                 terms[k] = winner_takes_all(outputs["hypotheses"], outputs["scores"], targets[k])[0]
             else:
                 terms[k] = quaternion_l1(v, targets[k]).mean()
+        elif k == "class":  # logits (B, K) against labels: cross-entropy
+            terms[k] = torch.nn.functional.cross_entropy(v.float(), targets[k].long())
         elif k not in ("hypotheses", "scores"):
             terms[k] = (v - targets[k]).abs().mean()
     return terms

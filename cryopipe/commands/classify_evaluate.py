@@ -74,13 +74,17 @@ def network_predictions(model, inputs, batch_size: int = 256):
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def class_differences(renderer, rows, labels):
-    """(B, L, L): Σ over the other classes j of |p_c − p_j|, the CTF-free projections at each image's pose."""
+def class_differences(renderer, rows, labels, batch_size: int):
+    """(n, L, L): Σ over the other classes j of |p_c − p_j|, the CTF-free projections at each image's pose."""
+    import numpy as np
     import torch
 
-    p = renderer.projections(rows).cpu()  # (B, K, L, L)
-    own = p[torch.arange(len(rows)), torch.as_tensor(labels.copy())][:, None]
-    return (own - p).abs().sum(1).numpy()
+    out = []
+    for i in range(0, len(rows), batch_size):  # in batches: rendering holds (batch, atoms, L) profiles
+        p = renderer.projections(rows.iloc[i : i + batch_size]).cpu()  # (B, K, L, L)
+        own = p[torch.arange(len(p)), torch.as_tensor(labels[i : i + batch_size].copy())][:, None]
+        out.append((own - p).abs().sum(1).numpy())
+    return np.concatenate(out)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -131,7 +135,7 @@ def main(args: argparse.Namespace) -> None:
     rows = [{"snr": args.snr, "classifier": k, **accuracy_row(labels, v)} for k, v in predictions.items()]
     table = pd.DataFrame(rows)
     # Grad-CAM of every network on the test images: the share of its mass where the classes differ
-    differences = class_differences(renderer, test, labels)
+    differences = class_differences(renderer, test, labels, params["batch_size"])
     region = differences > 0.1 * differences.max(axis=(1, 2), keepdims=True)
     cams = {}
     for arch, model in models.items():

@@ -23,3 +23,16 @@ def test_outputs_are_out_flags_and_every_argument_read_is_declared(name):
     assert not undeclared, f"output flags missing from OUTPUTS (left behind on failure): {sorted(undeclared)}"
     read = set(re.findall(r"\bargs\.(\w+)", open(module.__file__).read()))
     assert read <= dests, f"reads undeclared arguments: {sorted(read - dests)}"
+
+
+def test_building_the_parser_imports_no_heavy_package():
+    """`--help` stays instant: building every command's parser imports neither torch nor pandas."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cryopipe.cli import build_parser; build_parser(); "
+        "print(sorted({'torch', 'pandas'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

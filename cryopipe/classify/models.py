@@ -13,12 +13,9 @@ import math
 import torch
 from torch import nn
 
+from cryopipe.classify import ARCHITECTURES  # "<architecture>_pose": the consensus image at the pose, a 2nd channel
 from cryopipe.imaging.fourier import fourier_crop
 from cryopipe.nn.resnet import ResNet
-
-ARCHITECTURES = ("cnn2", "resnet18", "resnet50", "resnet18_pose")
-# "<architecture>_pose": given the pose as a second input channel, the consensus (mean-of-classes) map's
-# noiseless image at the image's pose and defocus: the network learns to compare, not to infer the view
 
 
 def given_pose(architecture: str) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryopipe.imaging.fourier import pad_centered
 from cryopipe.imaging.simulate import Optics, Simulator
 
 
@@ -60,8 +61,13 @@ class ClassRenderer:
         return torch.einsum("kp,bpyx->bkyx", self.presence.to(stack), stack)
 
     def signals(self, batch: pd.DataFrame) -> torch.Tensor:
-        """CTF-modulated noiseless images (B, K, L, L) of every class at the batch's poses and defoci."""
-        return self._combine([p.signal(batch, []) for p in self.parts])
+        """CTF-modulated noiseless images (B, K, L, L) of every class at the batch's poses and defoci: the
+        classes' projections, then each image's CTF once (on the padded box, as `Simulator.signal`)."""
+        p = self.projections(batch)
+        B, K, L = p.shape[0], p.shape[1], p.shape[-1]
+        ctf = self.whole.ctf_images(batch)
+        padded = pad_centered(p.reshape(B * K, L, L), self.whole.padded).reshape(B, K, *(self.whole.padded,) * 2)
+        return self.whole._ctf_filter_crop(padded, None if ctf is None else ctf[:, None])
 
     def projections(self, batch: pd.DataFrame) -> torch.Tensor:
         """CTF-free projections (B, K, L, L) of every class at the batch's poses."""

@@ -33,7 +33,7 @@ def params_from_config(cfg: dict) -> dict:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    from cryopipe.classify.models import ARCHITECTURES
+    from cryopipe.classify import ARCHITECTURES
 
     add_params_arg(p)
     p.add_argument("--architecture", required=True, choices=ARCHITECTURES)

@@ -27,6 +27,7 @@ include: "rules/align.smk"
 include: "rules/network.smk"
 include: "rules/analysis.smk"
 include: "rules/classification.smk"
+include: "rules/vae.smk"
 
 
 rule all:

@@ -270,3 +270,30 @@ def save_learning_curve(history, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_embedding_comparison(path, table, discrete: bool) -> None:
+    """Per data set, one bar per embedding (method: source): |Spearman| of PC1 with the true trajectory,
+    k-means accuracy (discrete states) and the group maps' mean resolution vs the truth."""
+    plt = _plt()
+    panels = [("spearman_pc1", "|Spearman| PC1 vs trajectory")]
+    if discrete:
+        panels.append(("kmeans_accuracy", "k-means accuracy"))
+    panels.append(("groups_resolution_vs_truth_mean", "group maps vs truth @0.5 (Å)"))
+    keys = list(dict.fromkeys(f"{m}: {s}" for m, s in zip(table["method"], table["source"])))
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
+    x = np.arange(len(datasets))
+    width = 0.8 / max(len(keys), 1)
+    for ax, (col, ylabel) in zip(axes[0], panels):
+        for j, key in enumerate(keys):
+            rows = table[[f"{m}: {s}" == key for m, s in zip(table["method"], table["source"])]].set_index("dataset")
+            values = [float(rows[col].get(d, np.nan)) for d in datasets]
+            ax.bar(x + (j - (len(keys) - 1) / 2) * width, values, width=width * 0.95, label=key, color=f"C{j}")
+        ax.set_xticks(x)
+        ax.set_xticklabels(datasets, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

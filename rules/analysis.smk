@@ -28,6 +28,7 @@ rule reduce:
         runtime=30,
     params:
         cfg=stage_params("reduce"),
+        source="network",
         extra=lambda wc, input: " ".join(
             f"--{k.replace('_', '-')} {input[k]}"
             for k in ("align_star", "align_amplitudes", "truth")
@@ -35,7 +36,7 @@ rule reduce:
         ),
     shell:
         "NUMBA_NUM_THREADS={threads} python -m cryopipe reduce --params {params.cfg:q} --infer-star {input.star}"
-        " --infer-amplitudes {input.amplitudes} {params.extra} --out-space {output.space} --out-pca {output.pca}"
+        " --infer-amplitudes {input.amplitudes} --infer-source {params.source} {params.extra} --out-space {output.space} --out-pca {output.pca}"
         " --out-plot {output.plot} > {log} 2>&1"
 
 

@@ -33,14 +33,17 @@ def res(path):
     return f"{RESULTS}/{path}"
 
 
-def stage_params(stage):
-    """The exact config subset a stage depends on, as stable JSON (changing it re-runs the stage).
+def stage_params(stage, **overrides):
+    """The exact config subset a stage depends on, as stable JSON (changing it re-runs the stage); `overrides`
+    replace keys of it (a rule reused for another input, e.g. the VAE's space is never pooled).
 
     cryopipe's version is part of it: results made by another release re-run (Snakemake cannot see
     edits to the package's code; during development use `--forcerun <rule>`, see the README).
     """
     command = importlib.import_module(f"cryopipe.commands.{stage}")
-    return json.dumps({**command.params_from_config(config), "cryopipe_version": cryopipe.__version__}, sort_keys=True)
+    return json.dumps(
+        {**command.params_from_config(config), **overrides, "cryopipe_version": cryopipe.__version__}, sort_keys=True
+    )
 
 
 def datasets():
@@ -157,3 +160,29 @@ def classification_snrs():
 
 def classification_networks():
     return config["classification"]["networks"]
+
+
+VAE_PC1_FRAMES = list(range(config["vae"]["volumes"]["pc1_frames"]))
+
+
+def vae_pose_files(wildcards):
+    """The pose source of the VAE (vae.poses): none (the STAR's own), the truth, or the pipeline's estimates
+    (set 1's alignment with set 2's network predictions or their re-fit)."""
+    source, ds = config["vae"]["poses"], wildcards.dataset
+    if source == "star":
+        return []
+    if source == "truth":
+        return [res(f"simulate/{ds}/truth.csv")]
+    set2 = "infer" if source == "network" else "refine"
+    return [res(f"align/{ds}/particles.star"), res(f"{set2}/{ds}/particles.star")]
+
+
+def vae_targets():
+    """`snakemake vae`: per data set the VAE's groups, maps and decoded volumes; on simulated data the summary
+    beside DeepHEMNMA's amplitudes."""
+    targets = []
+    for ds in datasets():
+        targets += [res(f"vae/{ds}/analysis/resolutions.csv"), res(f"vae/{ds}/volumes/volumes.png")]
+    if config["data"]["source"] != "import":
+        targets.append(res("vae/summary.csv"))
+    return targets

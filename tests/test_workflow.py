@@ -21,7 +21,7 @@ TINY_WORKFLOW = {
         "box": 48,
         "pixel_size": 1.8,
         "batch_size": 64,
-        "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]},
+        "grid": {"snr": [0.1, 1.0], "defocus": [[0.5, 1.5]]},
     },
     "preprocess": {"size": 32},
     "align": {"coarse_steps": 20, "fine_steps": 20, "grid_spacing": 20.0},
@@ -37,6 +37,7 @@ TINY_WORKFLOW = {
     },
     "refine": {"mode": "elastic", "candidates": 2},
     "analysis": {"umap": False, "pool_alignment": True, "cluster": {"k": 2}, "trajectory": {"frames": 3}},
+    "vae": {"size": 16, "zdim": 2, "hidden": 32, "layers": 2, "epochs": 2, "volumes": {"pc1_frames": 3}},
 }
 # Jobs downstream of one dataset's inference: reduce, cluster, trajectory, evaluate, and a map per group.
 ANALYSIS = {"reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 2, "evaluate": 1}
@@ -112,6 +113,38 @@ def test_classification_target_plans_its_own_dag_and_the_default_target_stays(tm
     assert "classify_train" not in planned_jobs(proc)
 
 
+def test_vae_target_plans_the_vae_and_the_shared_analysis_rules(tmp_path):
+    """`snakemake vae`: per data set the VAE (a GPU rule), its space, groups, maps and FSC through the analysis
+    rules reused (`use rule`), decoded volumes; one summary beside DeepHEMNMA's analysis; pose sources."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "vae", "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned_jobs(proc)
+    grid = 2
+    assert {k: jobs[k] for k in jobs if k.startswith("vae")} == {
+        "vae_train": grid,
+        "vae_reduce": grid,
+        "vae_cluster": grid,
+        "vae_backproject": 3 * grid,
+        "vae_evaluate": grid,
+        "vae_volumes": grid,
+        "vae_summary": 1,
+        "vae": 1,
+    }
+    assert jobs["reduce"] == grid and "trajectory" not in jobs  # DeepHEMNMA's space, for the summary
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert not any(k.startswith("vae") for k in planned_jobs(proc))
+    # poses from the network: the VAE waits for set 1's alignment and set 2's inference
+    cfg["vae"] = {"poses": "network"}
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "vae", "-n", "-p")
+    assert proc.returncode == 0, proc.stderr
+    train = next(b for b in proc.stdout.split("\n\n") if "rule vae_train:" in b)
+    assert "align/snr1_df0.5-2/particles.star" in train or "align/snr0.1_df0.5-2/particles.star" in train
+    assert "infer/" in train and "refine/" not in train
+
+
 def test_import_source_plans_import_branch(tmp_path):
     (tmp_path / "user.star").write_text("data_\nloop_\n_rlnImageName\n1@x.mrcs\n")
     write_config(tmp_path, {**TINY, "data": {"source": "import", "import": {"star": "user.star", "name": "mydata"}}})
@@ -146,11 +179,11 @@ def test_unknown_config_key_stops_snakemake(tmp_path):
 @pytest.mark.workflow
 def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     write_config(tmp_path, TINY_WORKFLOW)
-    proc = snakemake(tmp_path, "-c2", "--quiet")
+    proc = snakemake(tmp_path, "-c2", "--quiet", "all", "vae")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = tmp_path / "results"
     datasets = sorted(p.name for p in (results / "preprocess").iterdir())
-    assert datasets == ["snr0.1_df0.5-1.5", "snr0.1_df1.5-2.5", "snr1_df0.5-1.5", "snr1_df1.5-2.5"]
+    assert datasets == ["snr0.1_df0.5-1.5", "snr1_df0.5-1.5"]
     for ds in datasets:
         with mrcfile.open(results / "preprocess" / ds / "particles.mrcs") as mrc:
             assert mrc.data.shape == (200, 32, 32)
@@ -171,6 +204,18 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
             assert mrc.data.shape == (48, 48, 48) and mrc.voxel_size.x == pytest.approx(1.8)  # original size
         res = pd.read_csv(results / "analysis" / ds / "resolutions.csv")
         assert res["images"].sum() == len(space) and res["resolution vs truth @0.5 (Å)"].notna().all()
+        # the VAE's z went through the same analysis: every particle, its own groups and maps
+        vae_space = pd.read_csv(results / "vae" / ds / "analysis" / "space.csv")
+        assert len(vae_space) == 200 and set(vae_space["source"]) == {"vae"} and {"z1", "z2"} <= set(vae_space.columns)
+        vae_res = pd.read_csv(results / "vae" / ds / "analysis" / "resolutions.csv")
+        assert vae_res["images"].sum() == 200 and vae_res["resolution vs truth @0.5 (Å)"].notna().all()
+        with mrcfile.open(results / "vae" / ds / "volumes" / "pc1_frame2.mrc") as mrc:
+            assert mrc.data.shape == (16, 16, 16) and mrc.voxel_size.x == pytest.approx(1.8 * 48 / 16)
+    vae_summary = pd.read_csv(results / "vae" / "summary.csv")
+    assert (
+        set(vae_summary["source"]) == {"network", "alignment", "vae"}
+        and vae_summary["spearman_pc1"].between(0, 1).all()
+    )
     for name in ("parameters", "groups", "summary"):
         table = pd.read_csv(results / "benchmark" / f"{name}.csv")
         assert set(table["dataset"]) == set(datasets)
@@ -200,23 +245,23 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
-    # One SNR value changed: only that grid branch (simulate + preprocess of its two defocus ranges).
+    # One SNR value changed: only that grid branch.
     changed = {
         **TINY_WORKFLOW,
-        "simulate": {**TINY_WORKFLOW["simulate"], "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5], [1.5, 2.5]]}},
+        "simulate": {**TINY_WORKFLOW["simulate"], "grid": {"snr": [0.1, 2.0], "defocus": [[0.5, 1.5]]}},
     }
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n")
-    assert planned_jobs(proc) == per_dataset(2, simulate=1, preprocess=1, align=1, train=1, infer=1, refine=1)
+    assert planned_jobs(proc) == per_dataset(1, simulate=1, preprocess=1, align=1, train=1, infer=1, refine=1)
     out = proc.stdout + proc.stderr
-    assert "simulate/snr2_df0.5-1.5" in out and "simulate/snr2_df1.5-2.5" in out
+    assert "simulate/snr2_df0.5-1.5" in out
     assert "dataset=snr0.1_" not in out  # no job of the unchanged branches (the tables only read them)
 
     # A preprocessing parameter changed: preprocessing and alignment re-run, simulation does not.
     changed = {**TINY_WORKFLOW, "preprocess": {"size": 24}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, preprocess=1, align=1, train=1, infer=1, refine=1)
+    assert planned_jobs(proc) == per_dataset(2, preprocess=1, align=1, train=1, infer=1, refine=1)
 
     # An alignment parameter changed: the alignment and what it feeds re-run. The outlier threshold
     # only filters set 1, so the set-2 re-fit (which shares the other alignment settings) re-runs
@@ -224,31 +269,31 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     changed = {**TINY_WORKFLOW, "align": {**TINY_WORKFLOW["align"], "outlier_threshold": 2.5}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, align=1, train=1, infer=1, refine=1)
+    assert planned_jobs(proc) == per_dataset(2, align=1, train=1, infer=1, refine=1)
 
     # A training hyper-parameter changed: training and inference only.
     changed = {**TINY_WORKFLOW, "train": {**TINY_WORKFLOW["train"], "lr": 3e-4}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, train=1, infer=1, refine=1)
+    assert planned_jobs(proc) == per_dataset(2, train=1, infer=1, refine=1)
 
     # The set-2 re-fit changed: the re-fit and the analysis, not the network.
     changed = {**TINY_WORKFLOW, "refine": {"mode": "rigid", "candidates": 2}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4, refine=1)
+    assert planned_jobs(proc) == per_dataset(2, refine=1)
 
     # No re-fit: the analysis reads the network's predictions directly.
     changed = {**TINY_WORKFLOW, "refine": {"mode": "none"}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == per_dataset(4)
+    assert planned_jobs(proc) == per_dataset(2)
 
     # A reconstruction parameter changed: only the maps, their evaluation and the tables.
     changed = {**TINY_WORKFLOW, "analysis": {**TINY_WORKFLOW["analysis"], "backproject": {"pad": 1}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"backproject": 8, "evaluate": 4, "benchmark_tables": 1, "all": 1}
+    assert planned_jobs(proc) == {"backproject": 4, "evaluate": 2, "benchmark_tables": 1, "all": 1}
 
 
 @pytest.mark.parametrize(

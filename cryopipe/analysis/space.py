@@ -36,6 +36,16 @@ class PCA:
         return cls(np.asarray(d["mean"]), np.asarray(d["axes"]), np.asarray(d["variance"]))
 
 
+def embedding_columns(columns) -> list[str]:
+    """The coordinates a space is built from, in order: normal-mode amplitudes ('mode7', ...; Å RMSD), or
+    else a VAE's latent coordinates ('z1', ...; `vae-train`)."""
+    import re
+
+    from cryopipe.structure.conformations import mode_columns
+
+    return mode_columns(columns) or [c for c in columns if re.fullmatch(r"z\d+", str(c))]
+
+
 def fit_pca(amplitudes: np.ndarray) -> PCA:
     """PCA by SVD; each axis's sign is fixed (largest |loading| positive) so reruns and platforms agree."""
     x = np.asarray(amplitudes, dtype=np.float64)

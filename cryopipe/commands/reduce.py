@@ -1,4 +1,4 @@
-"""Reduce: the conformational space — PCA (and UMAP) of the predicted amplitudes, with plots."""
+"""Reduce: the conformational space — PCA (and UMAP) of the predicted amplitudes (or of a VAE's z), with plots."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def params_from_config(cfg: dict) -> dict:
 def add_args(p: argparse.ArgumentParser) -> None:
     add_params_arg(p)
     p.add_argument("--infer-star", required=True, help="infer/<dataset>/particles.star (image set 2, predicted poses)")
-    p.add_argument("--infer-amplitudes", required=True, help="infer/<dataset>/amplitudes.csv")
+    p.add_argument(
+        "--infer-amplitudes", required=True, help="infer/<dataset>/amplitudes.csv (or vae/<dataset>/latent.csv)"
+    )
+    p.add_argument("--infer-source", default="network", help="what the space calls those images (vae for a VAE's z)")
     p.add_argument("--align-star", help="align/<dataset>/particles.star (pooled when analysis.pool_alignment)")
     p.add_argument("--align-amplitudes", help="align/<dataset>/amplitudes.csv")
     p.add_argument("--truth", help="ground truth (simulated data): colours the plots")
@@ -32,20 +35,24 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-plot", required=True, help="output figure (.png)")
 
 
-def space_table(params: dict, infer_star, infer_amplitudes, align_star=None, align_amplitudes=None):
+def space_table(
+    params: dict, infer_star, infer_amplitudes, align_star=None, align_amplitudes=None, infer_source="network"
+):
     """One row per image in the space: set-2 predictions, plus kept set-1 alignment estimates if pooled."""
     import pandas as pd
 
+    from cryopipe.analysis.space import embedding_columns
     from cryopipe.errors import CryopipeError
     from cryopipe.io.star import EULER, ORIGIN, read_star, split_image_name
-    from cryopipe.structure.conformations import mode_columns
 
     def load(star, amps, source):
         particles, _ = read_star(star)
         table = pd.read_csv(amps)
-        names = mode_columns(table.columns)
+        names = embedding_columns(table.columns)
         if "particle" not in table.columns or not names:
-            raise CryopipeError(f"{amps}: needs a 'particle' column and mode amplitude columns")
+            raise CryopipeError(
+                f"{amps}: needs a 'particle' column and mode amplitude (mode7 …) or latent (z1 …) columns"
+            )
         particles["particle"] = [split_image_name(n)[0] for n in particles["rlnImageName"]]
         if "kept" in table.columns:
             table = table[table["kept"].astype(bool)]
@@ -55,7 +62,7 @@ def space_table(params: dict, infer_star, infer_amplitudes, align_star=None, ali
         merged.insert(1, "source", source)
         return merged, names
 
-    net, names = load(infer_star, infer_amplitudes, "network")
+    net, names = load(infer_star, infer_amplitudes, infer_source)
     parts = [net]
     if params["pool_alignment"]:
         if not (align_star and align_amplitudes):
@@ -78,7 +85,9 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.plots import save_space
 
     params = resolve_params(args, params_from_config)
-    table, names = space_table(params, args.infer_star, args.infer_amplitudes, args.align_star, args.align_amplitudes)
+    table, names = space_table(
+        params, args.infer_star, args.infer_amplitudes, args.align_star, args.align_amplitudes, args.infer_source
+    )
     if len(table) < 3:
         raise CryopipeError(f"{args.infer_amplitudes}: {len(table)} images; the conformational space needs at least 3")
     pca = fit_pca(table[names].to_numpy())

@@ -23,7 +23,7 @@ class ParticleDataset(Dataset):
         for g, (_, rows, idx) in enumerate(self.groups):
             for r, i in zip(rows, idx):
                 self.location[r] = (g, int(i))
-        self.targets = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (targets or {}).items()}
+        self.targets = {k: torch.as_tensor(np.array(v, dtype=np.float32)) for k, v in (targets or {}).items()}
         self.names = particles["rlnImageName"].tolist()
         self._stacks: list | None = None
 

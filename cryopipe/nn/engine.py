@@ -5,6 +5,9 @@
   and resumed run on CPU ends with exactly the weights of an uninterrupted one.
 - Early stopping on the validation loss (`patience` epochs); the best weights go to `best.pt`.
 - `history.csv` and `learning_curve.png` are rewritten after every epoch; tqdm shows progress.
+- The loss: L1 / cross-entropy on the model's outputs (`cryopipe.nn.targets.loss_terms`), or, for a model
+  that scores itself (`returns_loss`: the VAE's reconstruction + KL), the terms its `forward(images, targets)`
+  returns.
 - On CUDA: bf16 autocast and channels_last. Under `torchrun` (WORLD_SIZE > 1) the model is wrapped
   in DistributedDataParallel with a DistributedSampler; rank 0 writes files.
 """
@@ -80,6 +83,14 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def batch_loss(net: torch.nn.Module, model: torch.nn.Module, imgs, targets) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch: L1/cross-entropy on the network's outputs (`loss_terms`), or, for a model
+    that scores itself (`returns_loss`, e.g. the VAE: reconstruction + KL), its own `forward(images, targets)`."""
+    if getattr(model, "returns_loss", False):
+        return net(imgs, targets)
+    return loss_terms(net(imgs), targets)
+
+
 def evaluate(model, loader, device, amp: bool) -> float:
     model.eval()
     total, n = 0.0, 0
@@ -88,7 +99,7 @@ def evaluate(model, loader, device, amp: bool) -> float:
             imgs = imgs.to(device, non_blocking=True)
             targets = {k: v.to(device) for k, v in targets.items()}
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = loss_terms(model(imgs), targets)
+                terms = batch_loss(model, model, imgs, targets)
             total += float(sum(terms.values())) * len(imgs)
             n += len(imgs)
     return total / max(n, 1)
@@ -157,7 +168,7 @@ def fit(
                 log.info("resuming from epoch %d (%s)", ck["epoch"], last)
         elif rank == 0:
             log.info("%s was written with other settings; starting afresh", last)
-    baseline = _constant_baseline(train_ds, val_ds)
+    baseline = float("nan") if getattr(model, "returns_loss", False) else _constant_baseline(train_ds, val_ds)
     if rank == 0 and baseline == baseline:
         log.info("validation loss of the best constant prediction (a network that learns nothing): %.4f", baseline)
     val_loader = DataLoader(
@@ -207,7 +218,7 @@ def fit(
                 imgs, targets = random_inplane(imgs, targets, aug_gen)
             imgs = imgs.contiguous(memory_format=fmt)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = loss_terms(net(imgs), targets)
+                terms = batch_loss(net, model, imgs, targets)
             loss = cast(torch.Tensor, sum(terms.values()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -148,18 +148,23 @@ def main() -> None:
     # 3. cryoDRGN, the same settings.
     drgn = out / "cryodrgn"
     drgn.mkdir(exist_ok=True)
-    run([args.cryodrgn, "parse_pose_star", poses_star, "-o", drgn / "pose.pkl", "-D", size, "--Apix", apix],
-        out / "cryodrgn_pose.log", env)  # fmt: skip
-    run([args.cryodrgn, "parse_ctf_star", poses_star, "-o", drgn / "ctf.pkl", "-D", size, "--Apix", apix],
-        out / "cryodrgn_ctf.log", env)  # fmt: skip
     log = out / "cryodrgn_train.log"
-    run([args.cryodrgn, "train_vae", pre / "particles.mrcs", "--poses", drgn / "pose.pkl", "--ctf", drgn / "ctf.pkl",
-         "--zdim", zdim, "-n", epochs, "-b", v["batch_size"], "--lr", v["lr"], "--beta", beta,
-         "--wd", v["weight_decay"],
-         "--enc-dim", v["hidden"], "--enc-layers", v["layers"], "--dec-dim", v["hidden"], "--dec-layers", v["layers"],
-         "--pe-type", "geom_lowf", "--pe-dim", v["n_freqs"] or size // 2, "--domain", "hartley", "--uninvert-data",
-         "--seed", cfg["seed"],
-         "--no-amp", "--no-analysis", "--max-threads", args.threads, "-o", drgn / "train"], log, env)  # fmt: skip
+    done = log.exists() and "Training complete" in log.read_text()  # kept from an earlier run: delete to redo
+    if not done:
+        run([args.cryodrgn, "parse_pose_star", poses_star, "-o", drgn / "pose.pkl", "-D", size, "--Apix", apix],
+            out / "cryodrgn_pose.log", env)  # fmt: skip
+        run([args.cryodrgn, "parse_ctf_star", poses_star, "-o", drgn / "ctf.pkl", "-D", size, "--Apix", apix],
+            out / "cryodrgn_ctf.log", env)  # fmt: skip
+        run([args.cryodrgn, "train_vae", pre / "particles.mrcs", "--poses", drgn / "pose.pkl",
+             "--ctf", drgn / "ctf.pkl", "--zdim", zdim, "-n", epochs, "-b", v["batch_size"],
+             "--lr", v["lr"], "--beta", beta,
+             "--wd", v["weight_decay"],
+             "--enc-dim", v["hidden"], "--enc-layers", v["layers"],
+             "--dec-dim", v["hidden"], "--dec-layers", v["layers"],
+             "--pe-type", "geom_lowf", "--pe-dim", v["n_freqs"] or size // 2, "--domain", "hartley",
+             "--uninvert-data",
+             "--seed", cfg["seed"],
+             "--no-amp", "--no-analysis", "--max-threads", args.threads, "-o", drgn / "train"], log, env)  # fmt: skip
     import pickle
 
     zfiles = sorted((drgn / "train").glob("z.*.pkl"), key=lambda p: int(p.stem.split(".")[1]))

@@ -115,7 +115,7 @@ def test_vae_model_sees_the_ctf_and_the_origin_as_the_simulator_applies_them(pha
     targets = {"rotation": R.float(), "origin": origins, "ctf": params}
     for encoder in ("mlp", "cnn"):
         model = toy_vae(encoder=encoder, zdim=3)
-        mu, logvar = model.encode(imgs)
+        mu, logvar = model.encode(imgs, targets)
         assert mu.shape == logvar.shape == (n, 3)
         P = len(model.frequencies)
         assert model.slices(targets["rotation"], mu).shape == (n, P)
@@ -130,6 +130,10 @@ def test_vae_model_sees_the_ctf_and_the_origin_as_the_simulator_applies_them(pha
         observed - hartley(centred.float(), 2).flatten(1)[:, model.freq_mask] * model.ctf(params).abs()
     ).abs().max() > 0.1 * float(expected.abs().max())
     torch.testing.assert_close(toy_vae(phase_flipped=True).ctf(params), model.ctf(params).abs())
+    # the encoder sees each image centred and phase-flipped by its own CTF: the projection × |CTF|
+    seen = model.encoder_inputs(model.centred(imgs, origins), model.ctf_grid(params))
+    flipped = torch.fft.irfft2(torch.fft.rfft2(centred) * ctf.abs(), s=(L, L)).float()
+    torch.testing.assert_close(seen, flipped, atol=1e-3 * float(flipped.abs().max()), rtol=0)
 
 
 def test_kl_term_is_zero_without_beta_and_the_kl_is_analytic():

@@ -179,7 +179,7 @@ def test_unknown_config_key_stops_snakemake(tmp_path):
 @pytest.mark.workflow
 def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     write_config(tmp_path, TINY_WORKFLOW)
-    proc = snakemake(tmp_path, "-c2", "--quiet", "all", "vae")
+    proc = snakemake(tmp_path, "all", "vae", "-c2", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = tmp_path / "results"
     datasets = sorted(p.name for p in (results / "preprocess").iterdir())

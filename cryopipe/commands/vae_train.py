@@ -74,10 +74,10 @@ def encode_all(model, dataset, batch_size: int, device: str):
 
     out = []
     with torch.no_grad():
-        for imgs, _, _ in tqdm(
+        for imgs, targets, _ in tqdm(
             DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="encode", mininterval=5
         ):
-            out.append(model.encode(imgs.to(device))[0].float().cpu())
+            out.append(model.encode(imgs.to(device), {k: v.to(device) for k, v in targets.items()})[0].float().cpu())
     return torch.cat(out).numpy()
 
 

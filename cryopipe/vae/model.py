@@ -6,7 +6,8 @@ circle (|k| < L/2), plus β × KL(q(z | image) ‖ N(0, I)) / (number of those f
 auto-encoder with a noisy bottleneck; β = 1/zdim is cryoDRGN's default.
 
 Poses are given (a consensus refinement, the pipeline's alignment, or the truth): the image is moved by its
-origin to the box centre before its transform, so the decoder sees centred particles.
+origin to the box centre before its transform, so the decoder sees centred particles; the encoder sees the
+centred image phase-flipped by its own CTF.
 """
 
 from __future__ import annotations
@@ -100,12 +101,26 @@ class HeterogeneityVAE(nn.Module):
         x = images.reshape(-1, *images.shape[-2:])
         return fourier_crop(x, self.box) if x.shape[-1] != self.box else x
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ, log σ²), each (B, zdim)."""
-        return self.encoder(self.crop(images)[:, None])
+    def encode(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²), each (B, zdim), of the images as the encoder sees them (`encoder_inputs`)."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            x = self.encoder_inputs(self.centred(images, targets["origin"]), self.ctf_grid(targets["ctf"]))
+        return self.encoder(x[:, None])
 
-    def ctf(self, params: torch.Tensor) -> torch.Tensor:
-        """(B, P) CTF values at the masked frequencies (|CTF| for phase-flipped images)."""
+    def centred(self, images: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """(B, L, L) images at the decoder's box, moved by their origins (Å) to the box centre."""
+        return shift_images(self.crop(images).float(), origins.float() / self.optics["pixel_size"])
+
+    @staticmethod
+    def encoder_inputs(centred: torch.Tensor, ctf_grid: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: each centred image phase-flipped by its own CTF, so that defocus does not
+        reverse its contrast from image to image (a no-op on images flipped already: |CTF| has no sign).
+        We decided so after measuring z order the trajectory far worse on unflipped images (README)."""
+        flip = torch.sign(torch.fft.ifftshift(ctf_grid, dim=(-2, -1)))
+        return torch.fft.ifft2(torch.fft.fft2(centred) * flip).real
+
+    def ctf_grid(self, params: torch.Tensor) -> torch.Tensor:
+        """(B, L, L) CTF on the centred frequency grid (|CTF| for phase-flipped images)."""
         o = self.optics
         c = ctf_2d(
             params[:, 0],
@@ -119,13 +134,16 @@ class HeterogeneityVAE(nn.Module):
             shape=(self.box, self.box),
             rfft=False,
         )
-        c = torch.fft.fftshift(c, dim=(-2, -1)).flatten(1)[:, self.freq_mask]
+        c = torch.fft.fftshift(c, dim=(-2, -1))
         return c.abs() if self.phase_flipped else c
+
+    def ctf(self, params: torch.Tensor) -> torch.Tensor:
+        """(B, P) CTF values at the masked frequencies."""
+        return self.ctf_grid(params).flatten(1)[:, self.freq_mask]
 
     def transforms(self, images: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """(B, P) Hartley values of the images, centred by their origins, at the masked frequencies / scale."""
-        x = shift_images(self.crop(images).float(), origins.float() / self.optics["pixel_size"])
-        return hartley(x, 2).flatten(1)[:, self.freq_mask] / self.scale
+        return hartley(self.centred(images, origins), 2).flatten(1)[:, self.freq_mask] / self.scale
 
     def slices(self, rotations: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """(B, P) decoded central sections (no CTF) at the masked frequencies."""
@@ -133,11 +151,14 @@ class HeterogeneityVAE(nn.Module):
         return self.decoder(k, z)
 
     def forward(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(images)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         with torch.autocast(device_type=images.device.type, enabled=False):  # FFTs and the CTF in float32
-            observed = self.transforms(images, targets["origin"])
-            ctf = self.ctf(targets["ctf"])
+            centred = self.centred(images, targets["origin"])
+            grid = self.ctf_grid(targets["ctf"])
+            observed = hartley(centred, 2).flatten(1)[:, self.freq_mask] / self.scale
+            ctf = grid.flatten(1)[:, self.freq_mask]
+            inputs = self.encoder_inputs(centred, grid)
+        mu, logvar = self.encoder(inputs[:, None])
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         predicted = self.slices(targets["rotation"], z).float() * ctf
         return {
             "reconstruction": ((predicted - observed) ** 2).mean(),

@@ -136,10 +136,8 @@ def load_classifier(path: str, device: str = "cpu"):
 
 
 def main(args: argparse.Namespace) -> None:
-    import shutil
     from pathlib import Path
 
-    import pandas as pd
     import torch
 
     from cryopipe.classify.data import LabelledImages, network_inputs
@@ -147,8 +145,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.commands.homologue_signal import load_renderer
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
-    from cryopipe.nn.engine import TrainSettings, fit
-    from cryopipe.plots import save_learning_curve
+    from cryopipe.nn.engine import TrainSettings, fit, publish
 
     params = resolve_params(args, params_from_config)
     subsets, optics, names = labelled_subsets(args.star, args.truth)
@@ -206,11 +203,7 @@ def main(args: argparse.Namespace) -> None:
         resume=True,
         stop_after=args.stop_after,
     )
-    if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
-        shutil.copyfile(out_dir / "best.pt", args.out_model)
-    history = pd.DataFrame(history)
-    history.to_csv(args.out_history, index=False)
-    save_learning_curve(history, args.out_curve)
+    history = publish(out_dir, history, args.out_model, args.out_history, args.out_curve)
     print(
         f"classify-train: {len(history)} epochs, best validation cross-entropy {history['val_loss'].min():.4f} "
         f"(constant prediction {history['constant_val_loss'].iloc[-1]:.4f})"

@@ -155,7 +155,6 @@ def phase_finished(history, epochs: int, patience: int) -> bool:
 
 
 def main(args: argparse.Namespace) -> None:
-    import shutil
     from pathlib import Path
 
     import pandas as pd
@@ -164,10 +163,9 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.device import pick_device
     from cryopipe.errors import CryopipeError
     from cryopipe.nn.data import ParticleDataset
-    from cryopipe.nn.engine import TrainSettings, distributed, fit
+    from cryopipe.nn.engine import TrainSettings, distributed, fit, publish
     from cryopipe.nn.heads import KINDS, Regressor
     from cryopipe.nn.targets import Standardiser, targets_from_tables
-    from cryopipe.plots import save_learning_curve
 
     params = resolve_params(args, params_from_config)
     table, optics, cols = training_tables(params, args.star, args.amplitudes, args.split, args.truth)
@@ -262,10 +260,7 @@ def main(args: argparse.Namespace) -> None:
     history["phase_epoch"] = history["epoch"]
     history["epoch"] = range(1, len(history) + 1)
     history["presentations"] = (history["train_images_per_s"] * history["seconds"]).round().cumsum().astype(int)
-    if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
-        shutil.copyfile(out_dir / "best.pt", args.out_model)
-    history.to_csv(args.out_history, index=False)
-    save_learning_curve(history, args.out_curve)
+    history = publish(out_dir, history, args.out_model, args.out_history, args.out_curve)
     best = history["val_loss"].min()
     # absent from the history of a checkpoint written by an older version
     constant = float(history["constant_val_loss"].iloc[-1]) if "constant_val_loss" in history else float("nan")

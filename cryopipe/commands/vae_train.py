@@ -82,7 +82,6 @@ def encode_all(model, dataset, batch_size: int, device: str):
 
 
 def main(args: argparse.Namespace) -> None:
-    import shutil
     from pathlib import Path
 
     import numpy as np
@@ -94,8 +93,7 @@ def main(args: argparse.Namespace) -> None:
     from cryopipe.io.atomic import atomic_path
     from cryopipe.io.star import write_star
     from cryopipe.nn.data import ParticleDataset
-    from cryopipe.nn.engine import TrainSettings, fit
-    from cryopipe.plots import save_learning_curve
+    from cryopipe.nn.engine import TrainSettings, fit, publish
     from cryopipe.vae.data import posed_particles, vae_optics, vae_targets
     from cryopipe.vae.model import build_vae
 
@@ -146,11 +144,7 @@ def main(args: argparse.Namespace) -> None:
         resume=True,
         stop_after=args.stop_after,
     )
-    if Path(args.out_model).resolve() != (out_dir / "best.pt").resolve():
-        shutil.copyfile(out_dir / "best.pt", args.out_model)
-    history = pd.DataFrame(history)
-    history.to_csv(args.out_history, index=False)
-    save_learning_curve(history, args.out_curve)
+    history = publish(out_dir, history, args.out_model, args.out_history, args.out_curve)
 
     best, _ = load_vae(args.out_model, device)
     z = encode_all(best, dataset, params["batch_size"] * 4, device)

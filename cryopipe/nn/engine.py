@@ -113,6 +113,20 @@ def _constant_baseline(train_ds: Dataset, val_ds: Dataset) -> float:
     return constant_loss(tr, va)
 
 
+def publish(out_dir: Path, history: pd.DataFrame, out_model, out_history, out_curve) -> pd.DataFrame:
+    """A finished training's outputs where the workflow expects them: the best weights (`out_dir/best.pt`)
+    copied to `out_model`, the per-epoch history as CSV and its learning curve."""
+    import shutil
+
+    best = Path(out_dir) / "best.pt"
+    if Path(out_model).resolve() != best.resolve():
+        shutil.copyfile(best, out_model)
+    history = pd.DataFrame(history)
+    history.to_csv(out_history, index=False)
+    save_learning_curve(history, out_curve)
+    return history
+
+
 def fit(
     model: torch.nn.Module,
     train_ds: Dataset,

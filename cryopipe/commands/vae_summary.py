@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     for i, ds in enumerate(args.datasets):
         truth = pd.read_csv(args.truth[i])
+        vae_seconds = float(pd.read_csv(args.vae_history[i])["seconds"].median())
         for method, space_path, res_path in (
             ("DeepHEMNMA", args.deephemnma_space[i], args.deephemnma_resolutions[i]),
             ("VAE", args.vae_space[i], args.vae_resolutions[i]),
@@ -82,9 +83,7 @@ def main(args: argparse.Namespace) -> None:
                         **embedding_scores(part, truth, names, discrete, params["seed"]),
                         "groups_resolution_vs_truth_mean": float(resolution.mean()),
                         "groups_resolution_vs_truth_best": float(resolution.min()),
-                        "seconds_per_epoch": float(pd.read_csv(args.vae_history[i])["seconds"].median())
-                        if method == "VAE"
-                        else float("nan"),
+                        "seconds_per_epoch": vae_seconds if method == "VAE" else float("nan"),
                     }
                 )
     table = pd.DataFrame(rows)

@@ -119,10 +119,8 @@ def main(args: argparse.Namespace) -> None:
         "n_freqs": params["n_freqs"] or box // 2,
     }
     torch.manual_seed(params["seed"])
-    probe = build_vae(**settings_model, scale=1.0)
-    scale = hartley_scale(dataset, probe)
-    torch.manual_seed(params["seed"])
-    model = build_vae(**settings_model, scale=scale)
+    model = build_vae(**settings_model, scale=1.0)
+    model.scale = scale = hartley_scale(dataset, model)  # the Fourier crop it measures at does not need it
     meta = {"model": {**settings_model, "scale": scale}, "poses": params["poses"], "n_particles": len(particles)}
     device = pick_device(params["device"])
     settings = TrainSettings.from_params(

@@ -561,3 +561,23 @@ def test_coordinates_join_back_onto_the_users_own_star(tiny_dataset, tmp_path):
     for k in (0, 1):  # the group STARs hold the same images as the CSV's groups
         names = read_star(tmp_path / f"g{k}.star")[0]["rlnImageOriginalName"]
         assert sorted(names) == sorted(joined["rlnImageName"][joined["group"] == k])
+
+
+def test_separation_scores_are_invariant_to_cluster_names_and_axis_sign():
+    """k-means accuracy matches clusters to states one-to-one (names do not matter, mixing does); the PC1
+    Spearman score ignores the arbitrary sign of a principal axis."""
+    import numpy as np
+
+    from cryopipe.analysis.separation import kmeans_accuracy, trajectory_spearman
+
+    rng = np.random.default_rng(0)
+    states = np.repeat([0, 1, 2], 50)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = centres[states] + rng.normal(size=(150, 2))
+    assert kmeans_accuracy(x, states, 0) == 1.0
+    assert kmeans_accuracy(x, (states + 1) % 3, 0) == 1.0  # the states renamed
+    mixed = rng.normal(size=(150, 2))  # no structure: near chance (1/3), well below 1
+    assert kmeans_accuracy(mixed, states, 0) < 0.6
+    t = rng.uniform(size=100)
+    assert trajectory_spearman(-3 * t, t) == pytest.approx(1.0)
+    assert trajectory_spearman(rng.uniform(size=100), t) < 0.4

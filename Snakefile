@@ -26,6 +26,7 @@ include: "rules/preprocess.smk"
 include: "rules/align.smk"
 include: "rules/network.smk"
 include: "rules/analysis.smk"
+include: "rules/improve.smk"
 include: "rules/classification.smk"
 include: "rules/vae.smk"
 

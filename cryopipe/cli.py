@@ -38,6 +38,8 @@ COMMANDS = {
     "cluster": "cryopipe.commands.cluster",
     "backproject": "cryopipe.commands.backproject",
     "evaluate": "cryopipe.commands.evaluate",
+    "improve-train": "cryopipe.commands.improve_train",
+    "improve": "cryopipe.commands.improve",
     "trajectory": "cryopipe.commands.trajectory",
     "tables": "cryopipe.commands.tables",
     "overlap": "cryopipe.commands.overlap",

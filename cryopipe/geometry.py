@@ -140,13 +140,14 @@ def random_rotations(n: int, generator: torch.Generator, dtype=torch.float64) ->
     return quaternion_to_matrix(q)
 
 
-def perturb_rotations(A: torch.Tensor, angle_deg: float, generator: torch.Generator) -> torch.Tensor:
-    """Each rotation (n, 3, 3) turned by exactly `angle_deg` about its own uniformly random axis: ΔR·A, so
-    angular_distance(result, A) = angle_deg (a consensus refinement's error, of known size)."""
+def perturb_rotations(A: torch.Tensor, angle_deg, generator: torch.Generator) -> torch.Tensor:
+    """Each rotation (n, 3, 3) turned by exactly `angle_deg` (one angle, or one per rotation (n,)) about its own
+    uniformly random axis: ΔR·A, so angular_distance(result, A) = angle_deg (a consensus refinement's error, of
+    known size)."""
     axis = torch.randn(A.shape[0], 3, generator=generator, dtype=torch.float64)
     axis = axis / axis.norm(dim=1, keepdim=True)
-    half = math.radians(angle_deg) / 2
-    q = torch.cat([torch.full((A.shape[0], 1), math.cos(half), dtype=torch.float64), math.sin(half) * axis], 1)
+    half = (torch.deg2rad(torch.as_tensor(angle_deg, dtype=torch.float64)) / 2).expand(A.shape[0])[:, None]
+    q = torch.cat([torch.cos(half), torch.sin(half) * axis], 1)
     return quaternion_to_matrix(q).to(A.dtype) @ A
 
 

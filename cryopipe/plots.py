@@ -297,3 +297,26 @@ def save_embedding_comparison(path, table, discrete: bool) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_map_pairs(path, rows, labels: list[str], title: str = "") -> None:
+    """One row per map set: the central z slice of each (L, L, L) map in `rows` [(map, map, ...)], each slice on its
+    own grey scale; `labels` name the columns."""
+    import numpy as np
+
+    plt = _plt()
+    cols = len(labels)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.2 * len(rows)), squeeze=False)
+    for r, maps in enumerate(rows):
+        for c, vol in enumerate(maps):
+            v = np.asarray(vol, dtype=np.float32)
+            axes[r, c].imshow(v[v.shape[0] // 2], cmap="gray", origin="lower")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(labels[c], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

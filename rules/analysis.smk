@@ -98,6 +98,7 @@ rule backproject:
 
 rule evaluate:
     input:
+        unpack(evaluate_improved),
         table=rules.cluster.output.table,
         half1=expand(res("analysis/{{dataset}}/maps/group{group}_half1.mrc"), group=GROUPS),
         half2=expand(res("analysis/{{dataset}}/maps/group{group}_half2.mrc"), group=GROUPS),
@@ -129,10 +130,16 @@ rule evaluate:
     params:
         cfg=stage_params("evaluate"),
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        improved=lambda wc, input: (
+            f"--improved {' '.join(input.improved)} --improved-kinds {' '.join(improved_kinds())}"
+            f" --improved-info {' '.join(input.improved_info)}"
+            if "improved" in input.keys() and input.improved
+            else ""
+        ),
     shell:
         "python -m cryopipe evaluate --params {params.cfg:q} --groups-table {input.table}"
         " --half1 {input.half1} --half2 {input.half2} --maps {input.maps} --atoms {input.atoms} --modes {input.modes}"
-        " {params.truth} --out-fsc {output.fsc} --out-resolutions {output.resolutions} --out-plot {output.plot} > {log} 2>&1"
+        " {params.truth} {params.improved} --out-fsc {output.fsc} --out-resolutions {output.resolutions} --out-plot {output.plot} > {log} 2>&1"
 
 
 rule trajectory:

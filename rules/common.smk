@@ -61,6 +61,12 @@ def raw_star(wildcards):
     return res(f"{stage}/{wildcards.dataset}/particles.star")
 
 
+def raw_stars():
+    """Every dataset's particle STAR (simulated or imported), in grid order."""
+    stage = "import" if config["data"]["source"] == "import" else "simulate"
+    return [res(f"{stage}/{ds}/particles.star") for ds in datasets()]
+
+
 def all_targets():
     targets = [res("reference/map.mrc"), res("modes/modes.nmd")]
     for ds in datasets():
@@ -77,6 +83,7 @@ def all_targets():
             res("analysis/{dataset}/{name}"), dataset=ds, name=["space.csv", "groups.csv", "resolutions.csv"]
         )
         targets += expand(res("analysis/{dataset}/maps/group{group}.mrc"), dataset=ds, group=GROUPS)
+        targets += [f for g in GROUPS for f in improved_maps(ds, g)]
         targets += expand(res("analysis/{dataset}/trajectory_pc{pc}.pdb"), dataset=ds, pc=TRAJECTORY_PCS)
     targets.append(res("benchmark/summary.csv"))
     return targets
@@ -186,3 +193,28 @@ def vae_targets():
     if config["data"]["source"] != "import":
         targets.append(res("vae/summary.csv"))
     return targets
+
+
+def improved_kinds():
+    """The improved maps of every group (analysis.improve.method), in the order `evaluate` is told."""
+    method = config["analysis"]["improve"]["method"]
+    return {"off": [], "classical": ["fsc_weighted", "sharpened"]}.get(method, ["fsc_weighted", "sharpened", "network"])
+
+
+def improved_maps(dataset, group):
+    return [res(f"analysis/{dataset}/maps/group{group}_{kind}.mrc") for kind in improved_kinds()]
+
+
+def improved_info(dataset, group):
+    """The `improve` jobs' info files of a group: the classical job's, then the network's."""
+    method = config["analysis"]["improve"]["method"]
+    sources = {"off": [], "classical": ["classical"]}.get(method, ["classical", "network"])
+    return [res(f"analysis/{dataset}/maps/group{group}_{s}.json") for s in sources]
+
+
+def evaluate_improved(wildcards):
+    """`evaluate`'s improved maps and their info, group by group."""
+    return {
+        "improved": [f for g in GROUPS for f in improved_maps(wildcards.dataset, g)],
+        "improved_info": [f for g in GROUPS for f in improved_info(wildcards.dataset, g)],
+    }

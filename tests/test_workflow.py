@@ -39,8 +39,9 @@ TINY_WORKFLOW = {
     "analysis": {"umap": False, "pool_alignment": True, "cluster": {"k": 2}, "trajectory": {"frames": 3}},
     "vae": {"size": 16, "zdim": 2, "hidden": 32, "layers": 2, "epochs": 2, "volumes": {"pc1_frames": 3}},
 }
-# Jobs downstream of one dataset's inference: reduce, cluster, trajectory, evaluate, and a map per group.
-ANALYSIS = {"reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 2, "evaluate": 1}
+# Jobs downstream of one dataset's inference: reduce, cluster, trajectory, evaluate, and a map (and its classical
+# improvement, the default analysis.improve.method) per group.
+ANALYSIS = {"reduce": 1, "cluster": 1, "trajectory": 1, "backproject": 2, "improve_classical": 2, "evaluate": 1}
 
 
 def per_dataset(n, **jobs):
@@ -86,10 +87,36 @@ def test_default_config_plans_full_dag(tmp_path):
         "cluster": grid,
         "trajectory": grid,
         "backproject": 3 * grid,
+        "improve_classical": 3 * grid,
         "evaluate": grid,
         "benchmark_tables": 1,
         "all": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "method, jobs",
+    [
+        ("off", {}),  # classical: the default, in test_default_config_plans_full_dag
+        ("network", {"improve_classical": 6, "improve_train": 1, "improve_network": 6}),
+    ],
+)
+def test_map_improvement_plans_one_training_per_run_and_a_job_per_group(tmp_path, method, jobs):
+    """analysis.improve.method: the classical maps of every group, and for the network one training for the whole
+    run (pairs from every dataset's optics) and one job per group; `evaluate` is handed every improved map."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["analysis"]["improve"] = {"method": method}
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr
+    planned = planned_jobs(proc)
+    assert {k: v for k, v in planned.items() if k.startswith("improve")} == jobs
+    assert planned["evaluate"] == 2 and planned["backproject"] == 6
+    if method == "network":
+        proc = snakemake(tmp_path, "-n", "-p", "results/analysis/snr0.1_df0.5-2/resolutions.csv")
+        evaluate = next(line for line in proc.stdout.splitlines() if "cryopipe evaluate" in line)
+        assert "--improved-kinds fsc_weighted sharpened network" in evaluate
+        assert evaluate.count("_network.mrc") == 3 and evaluate.count("_network.json") == 3
 
 
 def test_classification_target_plans_its_own_dag_and_the_default_target_stays(tmp_path):

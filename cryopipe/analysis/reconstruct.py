@@ -107,6 +107,12 @@ def reconstruct_halves(
     L = int(optics["rlnImageSize"])
     bps = {1: Backprojector(L, pad, device), 2: Backprojector(L, pad, device)}
     insert_particles(bps, particles, optics, star_path, batch_size, progress)
+    return finish_halves(bps, L, wiener=wiener, mask_radius_px=mask_radius_px)
+
+
+def finish_halves(bps: dict, L: int, *, wiener: float | None = None, mask_radius_px: float | None = None) -> dict:
+    """The half maps and the full map from two filled backprojectors {1: …, 2: …} (`reconstruct_halves`'s
+    result; also for images held in memory, e.g. `cryopipe.improve.pairs`). Adds half 2 into half 1."""
     w1, w2 = bps[1].shell_mean_weight(), bps[2].shell_mean_weight()
     h1 = bps[1].reconstruct(UNFILTERED * w1).cpu()
     h2 = bps[2].reconstruct(UNFILTERED * w2).cpu()

@@ -33,6 +33,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", required=True, help="modes/modes.npz (ground-truth maps)")
     p.add_argument("--truth", help="ground truth (simulated data): FSC against each group's true maps")
     p.add_argument(
+        "--improved",
+        nargs="*",
+        default=[],
+        help="improved maps (`improve`), group by group, each group's in --improved-kinds order",
+    )
+    p.add_argument("--improved-kinds", nargs="*", default=[], help="what each group's improved maps are")
+    p.add_argument("--improved-info", nargs="*", default=[], help="`improve` info files (.json), group by group")
+    p.add_argument(
         "--out-fsc",
         required=True,
         help="curves (.csv: group, shell, frequency, fsc_unmasked, fsc_masked, fsc_randomised, fsc_half (corrected), "
@@ -125,7 +133,48 @@ def fsc_mask(params: dict, coords, size: int, pixel_size: float):
     return soft_sphere(size, min(radius, size / 2 - edge), edge)
 
 
+def standardised(vol, weight):
+    """(vol − its weighted mean) / its weighted sd, over the voxels `weight` (a soft mask) covers."""
+    import torch
+
+    v = torch.as_tensor(vol).double()
+    w = torch.as_tensor(weight).double()
+    mean = (v * w).sum() / w.sum()
+    sd = torch.sqrt(((v - mean) ** 2 * w).sum() / w.sum())
+    return (v - mean) / sd.clamp(min=1e-30)
+
+
+def weighted_corr(a, b, weight) -> float:
+    """Pearson correlation of two maps over a soft mask (each voxel counted by its weight)."""
+    import torch
+
+    w = torch.as_tensor(weight).double()
+    return float((standardised(a, w) * standardised(b, w) * w).sum() / w.sum())
+
+
+def improvement_scores(raw, improved, truth, sphere, L: int, apix: float) -> dict:
+    """How an improved map compares with the raw one against a truth, under a soft sphere: its FSC-0.5 resolution,
+    its real-space correlation, and the correlation of its change (improved − raw, each standardised) with the
+    truth's residual (truth − raw): ≤ 0 when what the method adds is not what the raw map lacks."""
+    import torch
+
+    from cryopipe.analysis.fsc import fsc, resolution_at
+
+    imp, ref = torch.as_tensor(improved).double(), torch.as_tensor(truth).double()
+    w = torch.as_tensor(sphere).double()
+    change = standardised(imp, w) - standardised(raw, w)
+    residual = standardised(ref, w) - standardised(raw, w)
+    return {
+        "vs centroid conformation @0.5 (Å)": resolution_at(fsc(imp * w, ref * w)[1], L, apix, 0.5),
+        "real-space CC vs centroid": weighted_corr(imp, ref, w),
+        "change·truth residual r": weighted_corr(change, residual, w),
+    }
+
+
 def main(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
     import numpy as np
     import pandas as pd
     import torch
@@ -143,6 +192,14 @@ def main(args: argparse.Namespace) -> None:
     params = resolve_params(args, params_from_config)
     if not len(args.half1) == len(args.half2) == len(args.maps):
         raise CryopipeError("--half1, --half2 and --maps must list the same number of groups")
+    kinds = list(args.improved_kinds)
+    if len(args.improved) != len(kinds) * len(args.maps):
+        raise CryopipeError(
+            f"--improved lists {len(args.improved)} maps; {len(args.maps)} groups × {len(kinds)} kinds expected"
+        )
+    if len(args.improved_info) % len(args.maps):
+        raise CryopipeError("--improved-info must list the same number of files for every group")
+    infos_per_group = len(args.improved_info) // len(args.maps)
     groups = pd.read_csv(args.groups_table)
     atoms, modes = Atoms.load(args.atoms), Modes.load(args.modes)
     truth = pd.read_csv(args.truth).set_index("particle") if args.truth else None
@@ -190,7 +247,20 @@ def main(args: argparse.Namespace) -> None:
             # > 0: the half maps claim more than the truth gives (shells of 1/(L·apix) Å⁻¹).
             row["half-map − truth (shells)"] = np.nan if empty else crossing_shell(fh, 0.143) - crossing_shell(ft, 0.5)
             row["resolution vs centroid conformation @0.5 (Å)"] = np.nan if empty else resolution_at(fc, L, apix, 0.5)
+            if not empty:
+                row["raw real-space CC vs centroid"] = weighted_corr(full, ref, sphere)
+                for j, kind in enumerate(kinds):
+                    improved, _ = read_mrc(args.improved[g * len(kinds) + j])
+                    scores = improvement_scores(full, improved, ref, sphere, L, apix)
+                    row.update({f"{kind} {k}": v for k, v in scores.items()})
             row.update({f"true centroid {k}": v for k, v in centroid.items()})
+        if infos_per_group:
+            info: dict = {}
+            for path in args.improved_info[g * infos_per_group : (g + 1) * infos_per_group]:
+                info.update(json.loads(Path(path).read_text()))
+            row["sharpening B (Å²)"] = info.get("bfactor", np.nan)
+            for kind in kinds:
+                row[f"{kind} CPU s"] = info.get("network_cpu_s" if kind == "network" else "classical_cpu_s", np.nan)
         rows.append(row)
         curves.append(
             pd.DataFrame(

@@ -17,10 +17,13 @@ import math
 import torch
 
 
-def gaussian_profiles(centres_px: torch.Tensor, size: int, sigma_px: float | torch.Tensor) -> torch.Tensor:
+def gaussian_profiles(
+    centres_px: torch.Tensor, size: int, sigma_px: float | torch.Tensor, point: bool = False
+) -> torch.Tensor:
     """Pixel-integrated 1D unit Gaussians: (..., N) centres in px from the box centre -> (..., N, size).
 
-    sigma_px is one width for all, or one per atom (N,) (coarse-grained beads).
+    sigma_px is one width for all, or one per atom (N,) (coarse-grained beads). `point`: the Gaussian's value
+    at each pixel centre (per px) instead of its integral over the pixel (what EMReady's target maps sample).
     Only a window of ±(5σ + 1) pixels around each centre is evaluated (the mass beyond is < 1e-6)
     and scattered into the dense profile; erf over the whole line was the simulator's bottleneck.
     """
@@ -32,15 +35,19 @@ def gaussian_profiles(centres_px: torch.Tensor, size: int, sigma_px: float | tor
         half = int(math.ceil(5 * sigma_px)) + 1
         scale = sigma_px * math.sqrt(2.0)
     window = 2 * half
-    if window >= size:
-        edges = torch.arange(size + 1, device=centres_px.device, dtype=centres_px.dtype) - size // 2 - 0.5
+
+    def values(edges: torch.Tensor) -> torch.Tensor:  # per pixel, from its n + 1 edges (..., n + 1)
+        if point:
+            t = (edges[..., :-1] + 0.5 - centres_px[..., None]) / scale
+            return torch.exp(-t * t) / (scale * math.sqrt(math.pi))
         cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / scale)
         return cdf[..., 1:] - cdf[..., :-1]
+
+    if window >= size:
+        return values(torch.arange(size + 1, device=centres_px.device, dtype=centres_px.dtype) - size // 2 - 0.5)
     start = torch.floor(centres_px.detach()).long() - half + 1  # first window pixel (centred coordinate)
     steps = torch.arange(window + 1, device=centres_px.device)
-    edges = (start[..., None] + steps).to(centres_px.dtype) - 0.5
-    cdf = 0.5 * torch.erf((edges - centres_px[..., None]) / scale)
-    vals = cdf[..., 1:] - cdf[..., :-1]
+    vals = values((start[..., None] + steps).to(centres_px.dtype) - 0.5)
     idx = start[..., None] + steps[:-1] + size // 2 + window  # index into a line padded by `window` each side
     width = size + 2 * window
     outside = (idx < 0) | (idx >= width)
@@ -77,17 +84,26 @@ def project_atoms(
 
 
 def atoms_to_map(
-    coords: torch.Tensor, weights: torch.Tensor, *, pixel_size: float, size: int, sigma: float, chunk: int = 4096
+    coords: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    pixel_size: float,
+    size: int,
+    sigma: float,
+    chunk: int = 4096,
+    point: bool = False,
 ) -> torch.Tensor:
-    """Density map (z, y, x) of atoms (N, 3) [Å] on a size³ grid, same Gaussians as `project_atoms`."""
+    """Density map (z, y, x) of atoms (N, 3) [Å] on a size³ grid, same Gaussians as `project_atoms`: each voxel
+    holds Σ weight × the Gaussian's integral over the voxel, or (`point`) its value at the voxel centre × voxel
+    volume (both sum to Σ weights)."""
     sig = sigma / pixel_size
     p = coords / pixel_size
     vol = coords.new_zeros(size * size, size)
     for lo in range(0, coords.shape[0], chunk):
         sl = slice(lo, lo + chunk)
-        gx = gaussian_profiles(p[sl, 0], size, sig)
-        gy = gaussian_profiles(p[sl, 1], size, sig)
-        gz = gaussian_profiles(p[sl, 2], size, sig) * weights[sl, None]
+        gx = gaussian_profiles(p[sl, 0], size, sig, point)
+        gy = gaussian_profiles(p[sl, 1], size, sig, point)
+        gz = gaussian_profiles(p[sl, 2], size, sig, point) * weights[sl, None]
         gzy = (gz[:, :, None] * gy[:, None, :]).reshape(gx.shape[0], size * size)
         vol += gzy.T @ gx
     return vol.reshape(size, size, size)

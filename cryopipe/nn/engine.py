@@ -155,7 +155,10 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     cuda = device.type == "cuda"
     amp = settings.amp and cuda
-    fmt = torch.channels_last if (cuda and settings.channels_last) else torch.contiguous_format
+    # A model may name its own layout (the 3-D map network: channels_last_3d, ~2× faster on CPU too).
+    fmt = getattr(model, "memory_format", None) or (
+        torch.channels_last if (cuda and settings.channels_last) else torch.contiguous_format
+    )
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]  # (torch's stub lacks memory_format)
     if world > 1:
         torch.distributed.init_process_group("nccl" if cuda else "gloo")

@@ -189,6 +189,7 @@ def test_import_source_plans_import_branch(tmp_path):
         "cluster": 1,
         "trajectory": 1,
         "backproject": 3,
+        "improve_classical": 3,
         "evaluate": 1,
         "benchmark_tables": 1,
         "all": 1,
@@ -231,6 +232,12 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
             assert mrc.data.shape == (48, 48, 48) and mrc.voxel_size.x == pytest.approx(1.8)  # original size
         res = pd.read_csv(results / "analysis" / ds / "resolutions.csv")
         assert res["images"].sum() == len(space) and res["resolution vs truth @0.5 (Å)"].notna().all()
+        # The classical improvement (the default analysis.improve.method), scored beside the raw map.
+        assert (
+            res["sharpened vs centroid conformation @0.5 (Å)"].notna().all() and res["sharpening B (Å²)"].notna().all()
+        )
+        with mrcfile.open(results / "analysis" / ds / "maps" / "group0_sharpened.mrc") as mrc:
+            assert mrc.data.shape == (48, 48, 48) and mrc.voxel_size.x == pytest.approx(1.8)
         # the VAE's z went through the same analysis: every particle, its own groups and maps
         vae_space = pd.read_csv(results / "vae" / ds / "analysis" / "space.csv")
         assert len(vae_space) == 200 and set(vae_space["source"]) == {"vae"} and {"z1", "z2"} <= set(vae_space.columns)
@@ -316,11 +323,17 @@ def test_tiny_end_to_end_and_partial_rerun(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert planned_jobs(proc) == per_dataset(2)
 
-    # A reconstruction parameter changed: only the maps, their evaluation and the tables.
+    # A reconstruction parameter changed: only the maps, their improvement, their evaluation and the tables.
     changed = {**TINY_WORKFLOW, "analysis": {**TINY_WORKFLOW["analysis"], "backproject": {"pad": 1}}}
     write_config(tmp_path, changed)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert planned_jobs(proc) == {"backproject": 4, "evaluate": 2, "benchmark_tables": 1, "all": 1}
+    assert planned_jobs(proc) == {
+        "backproject": 4,
+        "improve_classical": 4,
+        "evaluate": 2,
+        "benchmark_tables": 1,
+        "all": 1,
+    }
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def classical_maps(half1: torch.Tensor, half2: torch.Tensor, half: HalfMapFSC, v
     resolution = half.resolution(L, voxel_size)
     curve = np.where(np.arange(len(half.corrected)) < 1, 1.0, half.corrected)
     weighted = radial_filter(average, shell_weights(curve))
-    bfactor = guinier_bfactor(average, voxel_size, resolution)
+    bfactor = guinier_bfactor(average, voxel_size, resolution)  # nan (no sharpening) for maps worse than ~10 Å
     s = np.arange(L // 2) / (L * voxel_size)
     boost = np.exp(max(bfactor, 0.0) * s**2 / 4) if np.isfinite(bfactor) else np.ones_like(s)
     lowpass = (s <= 1 / resolution).astype(float) if np.isfinite(resolution) else np.ones_like(s)

@@ -121,13 +121,12 @@ def main(args: argparse.Namespace) -> None:
         f"({maker.optics.pixel_size:.3g} Å/px), SNR {params['snr'][0]:g}–{params['snr'][1]:g}, targets at "
         f"{params['target_resolution']:g} Å"
     )
-    maps, targets, raw = [], [], []
+    maps, targets = [], []
     for i in tqdm(range(n_train + n_val), desc="pairs", mininterval=5):
         pair = maker.make(i)
         m, t = normalised_pair(pair["map"], pair["target"])
         maps.append(m)
         targets.append(t)
-        raw.append((pair["map"], pair["target"]))
     torch.manual_seed(params["seed"])
     model = MapImprover(params["width"], params["levels"])
     source = CropSource(maps[:n_train], targets[:n_train], params["crop"], params["batch_size"],

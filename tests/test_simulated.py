@@ -146,13 +146,14 @@ def aligned_tiny(tmp_path_factory):
 
 def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_tiny):
     """train.source both (simulation, then set 1) with 3 hypotheses → infer writes them ranked by score →
-    refine.search local re-fits from them and says which won; no ground truth is read before refine."""
+    refine.search local screens all 3 by cc, re-fits the best 2 and says which won (by its rank among the
+    network's); no ground truth is read before refine."""
     d, cfg = aligned_tiny
     cfg = {
         **cfg,
         "train": {"models": "combined", "depth": 18, "epochs": 2, "width": 8, "input_size": 16, "hypotheses": 3,
                   "source": "both", "batch_size": 16, "simulation": {"epochs": 2, "images_per_epoch": 48}},
-        "refine": {"mode": "elastic", "search": "local", "coarse_steps": 5, "fine_steps": 5},
+        "refine": {"mode": "elastic", "search": "local", "coarse_steps": 5, "fine_steps": 5, "candidates": 2},
     }  # fmt: skip
     out = run_cli("train", "--params", stage_json("train", cfg), "--kind", "combined", "--star", d / "align.star",
                   "--amplitudes", d / "align.csv", "--split", d / "pre" / "split.csv", "--atoms", d / "atoms.npz",

@@ -33,6 +33,8 @@ TINY_WORKFLOW = {
         "source": "both",  # the simulator's inputs (atoms, modes) reach the rule
         "width": 16,
         "hypotheses": 2,
+        "orientation": "bins",  # the classifier head, end to end
+        "bin_spacing": 30.0,
         "simulation": {"epochs": 1, "images_per_epoch": 32},
     },
     "refine": {"mode": "elastic", "candidates": 2},

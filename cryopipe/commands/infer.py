@@ -10,9 +10,9 @@ OUTPUTS = ["out_star", "out_amplitudes", "out_test_star", "out_test_amplitudes"]
 HYPOTHESIS_ANGLES = ("rot", "tilt", "psi")  # columns hypothesis<k>_<angle> (degrees, RELION ZYZ) of the table
 
 
-def hypothesis_rotations(table, n_max: int | None = None):
+def hypothesis_rotations(table):
     """(rotation matrices (n, K, 3, 3) of the orientation hypotheses in an `infer` amplitude table, best score
-    first, at most `n_max`), or None when the table has none (a network with one hypothesis)."""
+    first), or None when the table has none (a network with one hypothesis)."""
     import numpy as np
     import torch
 
@@ -23,7 +23,6 @@ def hypothesis_rotations(table, n_max: int | None = None):
         K += 1
     if K == 0:
         return None
-    K = min(K, n_max or K)
     angles = np.stack(
         [table[[f"hypothesis{j + 1}_{a}" for a in HYPOTHESIS_ANGLES]].to_numpy(dtype=np.float64) for j in range(K)], 1
     )

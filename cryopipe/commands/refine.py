@@ -5,8 +5,9 @@ conformations better than poses: each image is aligned again, rigidly, against t
 by the network's amplitudes (`refine.mode: rigid`), or with the amplitudes refined too (`elastic`).
 `refine.search: global` adds an SO(3) grid search (the alignment's `grid_spacing`) to the network's
 pose as candidates; `local` starts from the network's pose alone (enough when the network is close), or,
-for a network with several orientation hypotheses (`train.hypotheses`), from each of its best-scored
-`candidates` hypotheses: the semi-amortised re-fit, no global search.
+for a network with several orientation hypotheses (`train.hypotheses`), from the `candidates` of them that
+correlate best with the image (every hypothesis is screened with one projection on the search grid; the
+network's scores only order them): the semi-amortised re-fit, no global search.
 The best-correlating candidate wins, so a refined pose never fits worse than the network's.
 """
 
@@ -114,9 +115,9 @@ def main(args: argparse.Namespace) -> None:
         raise CryopipeError(f"{args.amplitudes}: no row for particle {absent[0]} of {args.star}")
     a_net = amps.loc[ids, cols].to_numpy(dtype=np.float64)
     R_net = rotation_matrices(particles)
-    # A network with several orientation hypotheses: in a local re-fit each is a start (best score first, at
-    # most `candidates`); a global search adds its grid candidates to the best-scored one (the STAR's pose).
-    hypotheses = hypothesis_rotations(amps.loc[ids], params["candidates"]) if params["search"] == "local" else None
+    # A network with several orientation hypotheses: in a local re-fit all are screened by their cc and the best
+    # `candidates` refined; a global search adds its grid candidates to the best-scored one (the STAR's pose).
+    hypotheses = hypothesis_rotations(amps.loc[ids]) if params["search"] == "local" else None
     starts = R_net.numpy() if hypotheses is None else hypotheses
     o_net = particles[ORIGIN].to_numpy(dtype=np.float64)
     n_net = 1 if starts.ndim == 3 else starts.shape[1]  # the network's starts per image
@@ -134,6 +135,7 @@ def main(args: argparse.Namespace) -> None:
         start={"rotations": starts, "origins": o_net, "amplitudes": a_net},
         search=params["search"] == "global",
         elastic=params["mode"] == "elastic",
+        keep=params["candidates"] if hypotheses is not None else None,
     )
 
     out = particles.copy()

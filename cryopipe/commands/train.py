@@ -190,6 +190,8 @@ def main(args: argparse.Namespace) -> None:
         hypotheses=params["hypotheses"],
         width=params["width"],
         input_size=params["input_size"],
+        orientation_bins=params["bin_spacing"] if params["orientation"] == "bins" else None,
+        bin_weight=params["bin_weight"],
     )
     meta = {
         "kinds": list(kinds),
@@ -208,7 +210,8 @@ def main(args: argparse.Namespace) -> None:
     source = params["source"]
     print(
         f"train: {args.kind}, ResNet{params['depth']} (width {params['width']}, input "
-        f"{model.input_size or size} px, {model.hypotheses} orientation hypotheses), source {source}: "
+        f"{model.input_size or size} px, {model.hypotheses} orientation hypotheses"
+        f"{'' if model.orientation_bins is None else f' from {len(model.orientation_bins)} bins'}), source {source}: "
         f"{len(train)} training / {len(val)} validation images of set 1, targets from {params['targets']}, "
         f"device {settings.device}"
     )

@@ -88,7 +88,7 @@ def batch_loss(net: torch.nn.Module, model: torch.nn.Module, imgs, targets) -> d
     that scores itself (`returns_loss`, e.g. the VAE: reconstruction + KL), its own `forward(images, targets)`."""
     if getattr(model, "returns_loss", False):
         return net(imgs, targets)
-    return loss_terms(net(imgs), targets)
+    return loss_terms(net(imgs), targets, getattr(model, "orientation_bins", None))
 
 
 def evaluate(model, loader, device, amp: bool) -> float:
@@ -105,12 +105,13 @@ def evaluate(model, loader, device, amp: bool) -> float:
     return total / max(n, 1)
 
 
-def _constant_baseline(train_ds: Dataset, val_ds: Dataset) -> float:
-    """Validation loss of the best constant prediction (nan when the datasets do not expose `targets`)."""
+def _constant_baseline(train_ds: Dataset, val_ds: Dataset, bins=None) -> float:
+    """Validation loss of the best constant prediction (nan when the datasets do not expose `targets`);
+    `bins`: the model's orientation bins, if it classifies orientation."""
     tr, va = getattr(train_ds, "targets", None), getattr(val_ds, "targets", None)
     if not tr or not va or len(cast(Sized, val_ds)) == 0:
         return float("nan")
-    return constant_loss(tr, va)
+    return constant_loss(tr, va, bins)
 
 
 def publish(out_dir: Path, history: pd.DataFrame, out_model, out_history, out_curve) -> pd.DataFrame:
@@ -185,7 +186,8 @@ def fit(
                 log.info("resuming from epoch %d (%s)", ck["epoch"], last)
         elif rank == 0:
             log.info("%s was written with other settings; starting afresh", last)
-    baseline = float("nan") if getattr(model, "returns_loss", False) else _constant_baseline(train_ds, val_ds)
+    bins = getattr(model, "orientation_bins", None)
+    baseline = float("nan") if getattr(model, "returns_loss", False) else _constant_baseline(train_ds, val_ds, bins)
     if rank == 0 and baseline == baseline:
         log.info("validation loss of the best constant prediction (a network that learns nothing): %.4f", baseline)
     val_loader = DataLoader(

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cryopipe.imaging.fourier import fourier_crop
+from cryopipe.nn.bins import OrientationBins
 from cryopipe.nn.resnet import ResNet
 
 # Output kinds and their sizes (amplitudes: one per mode).
@@ -29,6 +30,10 @@ class Regressor(nn.Module):
     `orientation` is then the best-scored one, `hypotheses` (B, K, 4) and `scores` (B, K) all of them.
     `input_size` px: images are Fourier-cropped to it first (an ideal low-pass; the network then costs
     about (input_size / image_size)² as much); `width`: planes of the ResNet's first stage (64 in He et al.).
+    `orientation_bins` (degrees): the orientation is instead a classifier over the bins of an SO(3) grid of
+    that spacing (`cryopipe.nn.bins`): `orientation_logits` (B, G), read out as `orientation`, K
+    `hypotheses` (the best distinct bins) and their `scores` (logits); `bin_weight` scales its cross-entropy
+    against the L1 terms.
     """
 
     def __init__(
@@ -42,12 +47,17 @@ class Regressor(nn.Module):
         hypotheses: int = 1,
         width: int = 64,
         input_size: int | None = None,
+        orientation_bins: float | None = None,
+        bin_weight: float = 1.0,
     ):
         super().__init__()
         self.kinds = tuple(kinds)
         self.hypotheses = hypotheses if "orientation" in self.kinds else 1
         self.input_size = input_size if input_size and input_size < image_size else None
         orientation = 4 if self.hypotheses == 1 else 5 * self.hypotheses  # K quaternions + K scores
+        self.orientation_bins = OrientationBins(orientation_bins, bin_weight) if orientation_bins else None
+        if self.orientation_bins is not None:
+            orientation = len(self.orientation_bins)
         self.sizes = {"amplitudes": n_modes, "orientation": orientation, "shifts": 2}
         self.backbone = ResNet(depth, image_size=self.input_size or image_size, width=width)
         self.head = mlp(self.backbone.out_features, sum(self.sizes[k] for k in self.kinds), dropout=dropout)
@@ -60,7 +70,14 @@ class Regressor(nn.Module):
         for k in self.kinds:
             res[k] = out[:, lo : lo + self.sizes[k]]
             lo += self.sizes[k]
-        if "orientation" in res:  # unit quaternions: normalised before they are used or compared
+        if "orientation" in res and self.orientation_bins is not None:
+            res["orientation_logits"] = logits = res.pop("orientation")
+            if not self.training:  # the loss is on the logits alone; the read-out is for predictions
+                with torch.no_grad():
+                    res["orientation"], hyp, scores = self.orientation_bins.read_out(logits.detach(), self.hypotheses)
+                if self.hypotheses > 1:
+                    res["hypotheses"], res["scores"] = hyp, scores
+        elif "orientation" in res:  # unit quaternions: normalised before they are used or compared
             K = self.hypotheses
             if K > 1:
                 raw = res.pop("orientation")
@@ -75,4 +92,10 @@ class Regressor(nn.Module):
 
     def config(self) -> dict:
         """The constructor's architecture arguments beyond kinds/modes/depth/dropout/size, for checkpoints."""
-        return {"hypotheses": self.hypotheses, "width": self.backbone.width, "input_size": self.input_size}
+        return {
+            "hypotheses": self.hypotheses,
+            "width": self.backbone.width,
+            "input_size": self.input_size,
+            "orientation_bins": None if self.orientation_bins is None else self.orientation_bins.spacing,
+            "bin_weight": 1.0 if self.orientation_bins is None else self.orientation_bins.weight,
+        }

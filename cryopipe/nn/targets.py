@@ -9,6 +9,7 @@ import torch
 
 from cryopipe.geometry import euler_to_quaternion
 from cryopipe.io.star import EULER, ORIGIN
+from cryopipe.nn.bins import OrientationBins, soft_targets
 
 
 def targets_from_tables(
@@ -82,32 +83,50 @@ def constant_prediction(
     return out
 
 
-def constant_loss(train_targets: dict[str, torch.Tensor], val_targets: dict[str, torch.Tensor]) -> float:
-    """Validation loss (summed over kinds, as the engine reports it) of `constant_prediction(train_targets)`."""
+def constant_loss(
+    train_targets: dict[str, torch.Tensor], val_targets: dict[str, torch.Tensor], bins: OrientationBins | None = None
+) -> float:
+    """Validation loss (summed over kinds, as the engine reports it) of `constant_prediction(train_targets)`;
+    with orientation `bins`, the constant logits are the log of the training targets' mean soft target."""
     const = constant_prediction(train_targets)
+    if bins is not None and "orientation" in const:
+        del const["orientation"]
+        q = train_targets["orientation"].float().to(bins.quaternions.device)
+        prior = torch.cat([soft_targets(c, bins.quaternions, bins.sigma) for c in q.split(1024)]).mean(0)
+        const["orientation_logits"] = torch.log(prior.clamp_min(1e-12))
     if "class" in const:  # a class missing from training gets the frequency of half an image
         k = max(len(const["class"]), int(val_targets["class"].max()) + 1)
         logits = torch.full((k,), float(const["class"].min()))
         logits[: len(const["class"])] = const["class"]
         const["class"] = logits.expand(len(val_targets["class"]), k)
+    n_val = len(next(iter(val_targets.values())))
     return float(
         sum(
             loss_terms(
-                {k: c if k == "class" else c.expand_as(val_targets[k]) for k, c in const.items()}, val_targets
+                {k: c if k == "class" else c.expand(n_val, *c.shape[-1:]) for k, c in const.items()}, val_targets, bins
             ).values()
         )
     )
 
 
-def loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def loss_terms(
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], bins: OrientationBins | None = None
+) -> dict[str, torch.Tensor]:
     """Mean L1 loss per kind (standardised amplitudes/shifts; quaternion L1 up to sign). With several
     orientation hypotheses (`hypotheses`, `scores` in the outputs) the orientation term is the
-    winner-takes-all loss, score ranking included (`cryopipe.nn.hypotheses`)."""
+    winner-takes-all loss, score ranking included (`cryopipe.nn.hypotheses`); with `orientation_logits`
+    over `bins`, the cross-entropy against the soft targets (`cryopipe.nn.bins`)."""
     from cryopipe.nn.hypotheses import winner_takes_all
 
     terms = {}
     for k, v in outputs.items():
-        if k == "orientation":
+        if k == "orientation_logits":
+            if bins is None:
+                raise ValueError("orientation logits need the model's orientation bins")
+            terms["orientation"] = bins.loss(v, targets["orientation"])
+        elif k == "orientation":
+            if "orientation_logits" in outputs:
+                continue
             if "hypotheses" in outputs:
                 terms[k] = winner_takes_all(outputs["hypotheses"], outputs["scores"], targets[k])[0]
             else:

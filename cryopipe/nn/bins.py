@@ -79,6 +79,8 @@ class OrientationBins(torch.nn.Module):
     the soft-target loss and the read-out: hypotheses ≥ 2 spacings apart, the orientation averaged over
     the bins within 1.5 spacings of the best."""
 
+    quaternions: torch.Tensor  # (G, 4) buffer
+
     def __init__(self, spacing: float, weight: float = 1.0):
         super().__init__()
         self.spacing = float(spacing)

@@ -168,3 +168,17 @@ def rotation_grid(spacing_deg: float, dtype=torch.float64) -> torch.Tensor:
         [rot[:, None].expand(-1, n_psi), tilt[:, None].expand(-1, n_psi), psi[None, :].expand(n_dirs, -1)], -1
     ).reshape(-1, 3)
     return euler_to_matrix(angles)
+
+
+def distinct_columns(near: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns (B, k) to keep of B rows of T candidates ranked best first, given `near` (B, T, T) bool
+    (candidates i and j too close to both be kept, e.g. rotations within some angle): greedily the best
+    candidates not near one already kept; when fewer than k are distinct, the next best fill in, ranked
+    after them. Used for pose hypotheses, from a search (`align.run`) or from orientation bins (`nn.bins`)."""
+    B, T = near.shape[:2]
+    keep = torch.zeros(B, T, dtype=torch.bool, device=near.device)
+    for j in range(T):
+        taken = (near[:, j, :j] & keep[:, :j]).any(1) if j else torch.zeros(B, dtype=torch.bool, device=near.device)
+        keep[:, j] = ~taken & (keep.sum(1) < k)
+    order = torch.argsort((~keep).float() * 2 + torch.arange(T, device=near.device) / T, dim=1, stable=True)
+    return order[:, :k]

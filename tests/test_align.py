@@ -205,6 +205,35 @@ def test_local_refit_from_hypotheses_converges_to_the_global_alignment(adk, alig
     assert np.median(angular_distance(torch.tensor(alone["rotations"]), R_true).numpy()) > 10
 
 
+def test_screen_by_cc_keeps_the_close_hypothesis_among_many(adk, aligner):
+    """`keep`: 16 hypotheses per image, one 10° off the truth at a different place in each image's list and
+    15 at chance; only the 2 best by the screening correlation are refined, and the close one must be among
+    them: it wins, the fit ends at the truth, and `start` names its place in the full list."""
+    imgs, truth = noiseless(adk, 8, seed=9)
+    R_true, o_true, a_true = _truth_arrays(truth)
+    d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()
+    g = torch.Generator().manual_seed(10)
+    axis = torch.nn.functional.normalize(torch.randn(8, 3, generator=g, dtype=torch.float64), dim=1)
+    hypotheses = random_rotations(8 * 16, g).reshape(8, 16, 3, 3)
+    place = torch.randperm(16, generator=g)[:8]
+    hypotheses[torch.arange(8), place] = torch.matrix_exp(skew(axis * np.radians(10.0))) @ R_true
+    start = {"rotations": hypotheses.numpy(), "origins": o_true, "amplitudes": a_true}
+    res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False, keep=2)
+    assert (res["start"] == place.numpy()).mean() >= 7 / 8, (res["start"], place)
+    assert np.median(angular_distance(torch.tensor(res["rotations"]), R_true).numpy()) < 2.0
+    # Screened down to one at chance (the close one dropped), the same fit is far off: the screen decides.
+    chance = aligner.align(
+        imgs.numpy(),
+        d,
+        progress=False,
+        start={**start, "rotations": random_rotations(8 * 16, g).reshape(8, 16, 3, 3).numpy()},
+        search=False,
+        elastic=False,
+        keep=2,
+    )
+    assert np.median(angular_distance(torch.tensor(chance["rotations"]), R_true).numpy()) > 10
+
+
 def test_batch_equals_single_images(adk, aligner):
     imgs, truth = noiseless(adk, 3, seed=3)
     d = truth[["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]].to_numpy()

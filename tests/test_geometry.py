@@ -6,6 +6,7 @@ from eulerangles import euler2matrix
 
 from cryopipe.geometry import (
     angular_distance,
+    distinct_columns,
     euler_to_matrix,
     euler_to_quaternion,
     matrix_to_euler,
@@ -78,3 +79,13 @@ def test_rotation_grid_spacing():
     probe = random_rotations(200, torch.Generator().manual_seed(5))
     d = angular_distance(probe[:, None], grid[None]).min(1).values
     assert d.max() < 15.0
+
+
+def test_distinct_columns_skips_near_duplicates_and_falls_back_in_rank_order():
+    # Ranked candidates 0..3: 1 is near 0, 3 is near 2. Distinct: 0 and 2; the near ones fill in after them.
+    near = torch.eye(4, dtype=torch.bool)
+    near[0, 1] = near[1, 0] = near[2, 3] = near[3, 2] = True
+    near = near[None].expand(2, -1, -1)
+    assert distinct_columns(near, 2).tolist() == [[0, 2], [0, 2]]
+    assert distinct_columns(near, 3).tolist() == [[0, 2, 1], [0, 2, 1]]
+    assert distinct_columns(torch.eye(4, dtype=torch.bool)[None], 3).tolist() == [[0, 1, 2]]

@@ -12,7 +12,7 @@ from cryopipe.align.model import DeformableReference
 from cryopipe.align.refine import ImageBatch, Stage, refine
 from cryopipe.align.search import global_search, reference_projections, shift_grid
 from cryopipe.align.similarity import band_weights, correlation
-from cryopipe.geometry import angular_distance, matrix_to_euler, rotation_grid
+from cryopipe.geometry import angular_distance, distinct_columns, matrix_to_euler, rotation_grid
 
 
 @dataclass
@@ -75,25 +75,17 @@ def amplitude_starts(values: list[float], n_modes: int, combinations: str) -> to
 
 
 def pick_distinct(
-    scores: torch.Tensor,
     rot_idx: torch.Tensor,
     amp_idx: torch.Tensor,
     rotations: torch.Tensor,
     k: int,
     min_angle: float,
 ) -> torch.Tensor:
-    """Columns (B, k) of the candidates kept: best first, skipping near-duplicates (same amplitude start,
-    rotation within `min_angle`). Falls back to the next best when too few are distinct."""
-    B, T = scores.shape
+    """Columns (B, k) of the search's candidates (ranked best first) kept: best first, skipping near-duplicates
+    (same amplitude start, rotation within `min_angle`). Falls back to the next best when too few are distinct."""
     R = rotations[rot_idx]  # (B, T, 3, 3)
     close = angular_distance(R[:, :, None], R[:, None, :]) < min_angle
-    same = close & (amp_idx[:, :, None] == amp_idx[:, None, :])
-    keep = torch.zeros(B, T, dtype=torch.bool, device=scores.device)
-    for j in range(T):
-        dup = (same[:, j, :j] & keep[:, :j]).any(1) if j else torch.zeros(B, dtype=torch.bool, device=scores.device)
-        keep[:, j] = ~dup & (keep.sum(1) < k)
-    order = torch.argsort((~keep).float() * 2 + torch.arange(T, device=scores.device) / T, dim=1, stable=True)
-    return order[:, :k]
+    return distinct_columns(close & (amp_idx[:, :, None] == amp_idx[:, None, :]), k)
 
 
 def prior_starts(rotations: np.ndarray, origins: np.ndarray, amplitude_starts: np.ndarray) -> dict[str, np.ndarray]:
@@ -194,9 +186,9 @@ class Aligner:
         R = len(self.rotations)
         image_ft, model_ctf, px = batch.at(self.settings.search_size)
         w = band_weights(self.settings.search_size, px, self.settings.search_lowpass, device=self.device)
-        scores, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft[block], self.shifts, top=max(4 * K, 16))
+        _, pidx, didx = global_search(image_ft, model_ctf, w, self.proj_ft[block], self.shifts, top=max(4 * K, 16))
         pidx = pidx + (block.start or 0)  # index into the full amplitude-major projection set
-        cols = pick_distinct(scores, pidx % R, pidx // R, self.rotations, K, self.settings.grid_spacing)
+        cols = pick_distinct(pidx % R, pidx // R, self.rotations, K, self.settings.grid_spacing)
         pidx, didx = torch.gather(pidx, 1, cols), torch.gather(didx, 1, cols)
         origins = -self.shifts[didx] * px  # content moved by +d px ⇔ origin −d·px Å
         return self.rotations[pidx % R], origins, self.amp_starts[pidx // R], self.start_second[pidx // R]

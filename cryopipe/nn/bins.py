@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cryopipe.geometry import matrix_to_quaternion, rotation_grid
+from cryopipe.geometry import distinct_columns, matrix_to_quaternion, rotation_grid
 
 
 def bin_quaternions(spacing: float) -> torch.Tensor:
@@ -53,17 +53,11 @@ def read_out(
     after them: the scores never increase along the hypotheses). Orientation: the mean of the bins within
     `radius` (radians) of the best one, weighted by probability, signs aligned with the best (a pose between
     two bins reads between them)."""
-    B = len(logits)
     top = min(top or 32 * k, logits.shape[1])
     s, idx = logits.topk(top, dim=1)
     cand = bins[idx]  # (B, T, 4)
     near = (cand @ cand.transpose(1, 2)).abs() > math.cos(min_angle / 2)  # (B, T, T): within min_angle
-    keep = torch.zeros(B, top, dtype=torch.bool, device=logits.device)
-    for j in range(top):
-        taken = (near[:, j, :j] & keep[:, :j]).any(1) if j else torch.zeros(B, dtype=torch.bool, device=logits.device)
-        keep[:, j] = ~taken & (keep.sum(1) < k)
-    order = torch.argsort((~keep).float() * 2 + torch.arange(top, device=logits.device) / top, dim=1, stable=True)
-    cols = order[:, :k]
+    cols = distinct_columns(near, k)
     hyp = torch.gather(cand, 1, cols[..., None].expand(-1, -1, 4))
     scores = torch.gather(s, 1, cols).cummin(1).values
     best = bins[idx[:, 0]]  # (B, 4)

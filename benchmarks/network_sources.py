@@ -82,6 +82,17 @@ def main() -> None:
         metavar="N",
         help="also re-fit only the N best of all hypotheses by their cc (one projection each; refine.keep)",
     )
+    ap.add_argument(
+        "--refit-fine-grid",
+        choices=["image", "band"],
+        nargs="+",
+        default=["image"],
+        help="the re-fit's fine stage on the full image or on the band-limited grid (refine.fine_grid); with band, "
+        "the global alignment of set 2 is also measured with it",
+    )
+    ap.add_argument(
+        "--refit-keep-only", action="store_true", help="with --refit-keep, only that re-fit (not 1, 4, all hypotheses)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="folder keeping the set-1 alignment between runs of the same data")
@@ -96,7 +107,7 @@ def main() -> None:
     from align import simulate_preprocessed  # benchmarks/align.py: the same simulation + preprocessing
 
     from cryopipe.align.model import heavy_atom_reference, residue_beads
-    from cryopipe.align.run import Aligner, AlignSettings
+    from cryopipe.align.run import Aligner, AlignSettings, band_size
     from cryopipe.analysis.errors import angle_errors, shift_errors_px
     from cryopipe.commands.align import params_from_config as align_params
     from cryopipe.commands.train import params_from_config as train_params
@@ -300,18 +311,32 @@ def main() -> None:
     from copy import copy
     from dataclasses import replace
 
+    band = band_size(size, apix, aligner.settings.fine[0].lowpass)
+    grids = {"image": size, "band": band}
+    if "band" in args.refit_fine_grid:  # what the same grid would save the global alignment
+        glob_band = copy(aligner)
+        glob_band.settings = replace(aligner.settings, fine=[replace(st, size=band) for st in aligner.settings.fine])
+        c0 = time.process_time()
+        gb = glob_band.align(imgs[s2].numpy(), defocus[s2], progress=False)
+        gb_cpu = (time.process_time() - c0) / args.n2
+        print(f"{f'global alignment, fine stage on {band} px':>52}: "
+              f"{line(errors(gb['rotations'], gb['origins'], gb['amplitudes']))}  {gb_cpu:.3f} CPU-s/image "
+              f"({gb_cpu / glob_cpu:.2f}×)")  # fmt: skip
     refitters = []
-    for coarse, fine in args.refit_steps or [(aligner.settings.coarse[0].steps, aligner.settings.fine[0].steps)]:
-        local = copy(aligner)  # the same model and search grid; only the refinement's step counts differ
+    steps = args.refit_steps or [(aligner.settings.coarse[0].steps, aligner.settings.fine[0].steps)]
+    for grid, (coarse, fine) in [(g, st) for g in args.refit_fine_grid for st in steps]:
+        local = copy(aligner)  # the same model and search grid; only the refinement's steps and fine grid differ
         local.settings = replace(
             aligner.settings,
             coarse=[replace(st, steps=coarse) for st in aligner.settings.coarse],
-            fine=[replace(st, steps=fine) for st in aligner.settings.fine][: 1 if fine else 0],
+            fine=[replace(st, steps=fine, size=grids[grid]) for st in aligner.settings.fine][: 1 if fine else 0],
         )
-        refitters.append((f"{coarse}+{fine} steps", local))
+        refitters.append((f"{coarse}+{fine} steps" + (f", fine {band} px" if grid == "band" else ""), local))
     for source, (_model, raw, R) in finals.items():
         K = R.shape[1]
         plans = [(k, None) for k in sorted({1, min(K, 4), K})] + ([(K, args.refit_keep)] if args.refit_keep else [])
+        if args.refit_keep and args.refit_keep_only:
+            plans = [(K, args.refit_keep)]
         for (steps, local), (k, keep) in [(r, p) for r in refitters for p in plans]:
             c0 = time.process_time()
             loc = local.align(

@@ -69,18 +69,25 @@ def star_poses(particles, star_path) -> tuple:
 def local_params(params: dict, optics_row) -> dict:
     """The align params of the fit from the STAR's poses (`align.start: star`, `align.local`): its amplitude
     starts (all combinations, scored by one projection each), its steps, and its fine stage's grid."""
-    from cryopipe.align.run import band_size
-
     loc = params["local"]
-    L, apix = int(optics_row["rlnImageSize"]), float(optics_row["rlnImagePixelSize"])
     return {
         **params,
         "search_amplitudes": loc["amplitudes"],
         "search_combinations": "grid",
         "coarse_steps": loc["coarse_steps"],
         "fine_steps": loc["fine_steps"],
-        "fine_size": band_size(L, apix, params["fine_lowpass"]) if loc["fine_grid"] == "band" else None,
+        "fine_size": fine_size(loc["fine_grid"], params["fine_lowpass"], optics_row),
     }
+
+
+def fine_size(fine_grid: str, fine_lowpass: float, optics_row) -> int | None:
+    """px of the fine stage's grid: `band`, the smallest that holds `fine_lowpass` Å (the images Fourier-cropped
+    to it: nothing the stage uses is lost); `image`, None (the full image)."""
+    from cryopipe.align.run import band_size
+
+    if fine_grid == "image":
+        return None
+    return band_size(int(optics_row["rlnImageSize"]), float(optics_row["rlnImagePixelSize"]), fine_lowpass)
 
 
 def phase_flipped(optics_row) -> bool:

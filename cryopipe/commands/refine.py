@@ -28,7 +28,14 @@ def params_from_config(cfg: dict) -> dict:
     a.pop("outlier_threshold")  # set 1's filters; set 2 keeps every image
     a.pop("cc_threshold")
     steps = {k: r[k] if r[k] is not None else a[k] for k in ("coarse_steps", "fine_steps")}
-    return {**a, **steps, "candidates": r["candidates"] or a["candidates"], "mode": r["mode"], "search": r["search"]}
+    return {
+        **a,
+        **steps,
+        "candidates": r["candidates"] or a["candidates"],
+        "mode": r["mode"],
+        "search": r["search"],
+        "fine_grid": r["fine_grid"],
+    }
     # a["start"] (align.start): star | both add each image's STAR pose (--prior-star) to the network's starts.
 
 
@@ -89,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from cryopipe.analysis.errors import angle_errors, rotation_matrices
-    from cryopipe.commands.align import load_reference, make_aligner
+    from cryopipe.commands.align import fine_size, load_reference, make_aligner
     from cryopipe.commands.infer import hypothesis_rotations
     from cryopipe.errors import CryopipeError
     from cryopipe.io.atomic import atomic_path
@@ -127,6 +134,9 @@ def main(args: argparse.Namespace) -> None:
         starts, o_net, a_net = with_star_pose(starts, o_net, a_net, particles, args.prior_star)
 
     second = load_reference(args.reference) if args.reference else None
+    params = {**params, "fine_size": fine_size(params["fine_grid"], params["fine_lowpass"], optics.iloc[0])}
+    L = int(optics.iloc[0]["rlnImageSize"])
+    print(f"refine: the fine stage on {params['fine_size'] or L} of {L} px ({params['fine_grid']})")
     aligner = make_aligner(params, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
     images = ParticleImages(particles, args.star)  # read batch by batch: memory flat in the number of images
     res = aligner.align(

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cryopipe.align.run import band_size
 from cryopipe.imaging.fourier import radial_mask
 from cryopipe.imaging.preprocess import preprocess_batch
 from cryopipe.imaging.simulate import Optics, Simulator, particle_radius
@@ -189,7 +190,8 @@ def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_t
     out = run_cli(*common, "--prior-star", d / "pre" / "set2.star").stdout
     assert "the STAR's pose was the best start for" in out
     fine_px, image_px = map(int, re.search(r"the fine stage on (\d+) of (\d+) px \(band\)", out).groups())
-    assert fine_px < image_px
+    apix = float(read_star(d / "infer.star")[1]["rlnImagePixelSize"].iloc[0])
+    assert fine_px == band_size(image_px, apix, 5.0)  # align.fine_lowpass's default
     with_star = pd.read_csv(d / "refine2.csv")
     assert with_star["hypothesis"].between(1, 4).all()
     assert (with_star["hypothesis"] == 4).mean() >= 0.5  # the true pose wins for most images

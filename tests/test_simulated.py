@@ -182,8 +182,13 @@ def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_t
     assert "winning start was hypothesis 1..3" in out
     json.loads(stage_json("train", cfg))  # the params the workflow passes are plain JSON
     # align.start star: each image's STAR pose (here the simulated truth) is a fourth start of the re-fit.
-    # With the fine stage on the band-limited grid (refine.fine_grid: band), the true pose still wins.
-    star_cfg = {**cfg, "align": {**cfg["align"], "start": "star"}, "refine": {**cfg["refine"], "fine_grid": "band"}}
+    # With the fine stage on the band-limited grid (refine.fine_grid: band; at 10 Å it is smaller than these
+    # 32-px images), the true pose still wins.
+    star_cfg = {
+        **cfg,
+        "align": {**cfg["align"], "start": "star", "fine_lowpass": 10.0},
+        "refine": {**cfg["refine"], "fine_grid": "band"},
+    }
     common = ["refine", "--params", stage_json("refine", star_cfg), "--star", d / "infer.star", "--amplitudes",
               d / "infer.csv", "--atoms", d / "atoms.npz", "--modes", d / "modes.npz", "--out-star",
               d / "refine2.star", "--out-amplitudes", d / "refine2.csv", "--out-plot", d / "refine2.png"]  # fmt: skip
@@ -191,7 +196,7 @@ def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_t
     assert "the STAR's pose was the best start for" in out
     fine_px, image_px = map(int, re.search(r"the fine stage on (\d+) of (\d+) px \(band\)", out).groups())
     apix = float(read_star(d / "infer.star")[1]["rlnImagePixelSize"].iloc[0])
-    assert fine_px == band_size(image_px, apix, 5.0)  # align.fine_lowpass's default
+    assert fine_px == band_size(image_px, apix, 10.0) < image_px
     with_star = pd.read_csv(d / "refine2.csv")
     assert with_star["hypothesis"].between(1, 4).all()
     assert (with_star["hypothesis"] == 4).mean() >= 0.5  # the true pose wins for most images

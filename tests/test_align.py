@@ -221,7 +221,7 @@ def test_screen_by_cc_keeps_the_close_hypothesis_among_many(adk, aligner):
     res = aligner.align(imgs.numpy(), d, progress=False, start=start, search=False, elastic=False, keep=2)
     assert (res["start"] == place.numpy()).mean() >= 7 / 8, (res["start"], place)
     assert np.median(angular_distance(torch.tensor(res["rotations"]), R_true).numpy()) < 2.0
-    # Screened down to one at chance (the close one dropped), the same fit is far off: the screen decides.
+    # From 16 hypotheses all at chance (no close one to keep), the same fit is far off: the screen decides.
     chance = aligner.align(
         imgs.numpy(),
         d,

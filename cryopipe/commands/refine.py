@@ -135,9 +135,9 @@ def main(args: argparse.Namespace) -> None:
 
     second = load_reference(args.reference) if args.reference else None
     params = {**params, "fine_size": fine_size(params["fine_grid"], params["fine_lowpass"], optics.iloc[0])}
-    L = int(optics.iloc[0]["rlnImageSize"])
-    print(f"refine: the fine stage on {params['fine_size'] or L} of {L} px ({params['fine_grid']})")
     aligner = make_aligner(params, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
+    for stage in aligner.settings.fine:  # what the aligner will use, not what was asked for
+        print(f"refine: the fine stage on {stage.size} of {aligner.image_size} px ({params['fine_grid']})")
     images = ParticleImages(particles, args.star)  # read batch by batch: memory flat in the number of images
     res = aligner.align(
         images,

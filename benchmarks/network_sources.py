@@ -78,9 +78,35 @@ def main() -> None:
     ap.add_argument(
         "--refit-keep",
         type=int,
+        nargs="+",
         default=None,
         metavar="N",
-        help="also re-fit only the N best of all hypotheses by their cc (one projection each; refine.keep)",
+        help="also re-fit only the N best of all hypotheses by their cc (one projection each; refine.candidates)",
+    )
+    ap.add_argument(
+        "--refit-settle",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="N",
+        help="coarse steps of the winning candidate alone, between the coarse and the fine stage (at the alignment's "
+        "rates; no config key: measured as no better than as many more coarse steps of 2 candidates)",
+    )
+    ap.add_argument(
+        "--refit-coarse-grid",
+        choices=["search", "band"],
+        nargs="+",
+        default=["search"],
+        help="the re-fit's coarse stage on the search grid (align.search_size, as the alignment) or on the smallest "
+        "grid that holds align.coarse_lowpass",
+    )
+    ap.add_argument(
+        "--refit-lr-scale",
+        nargs="+",
+        default=["1"],
+        metavar="S[,F]",
+        help="the re-fit's Adam learning rates (rotation, shift, amplitudes) times S, those of its fine stage times F "
+        "(default S); refine.coarse_lr_scale is S with F = 1",
     )
     ap.add_argument(
         "--refit-fine-grid",
@@ -94,13 +120,35 @@ def main() -> None:
     ap.add_argument(
         "--refit-keep-only", action="store_true", help="with --refit-keep, only that re-fit (not 1, 4, all hypotheses)"
     )
+    ap.add_argument(
+        "--timing-repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the global alignment of set 2 and each re-fit N times; their CPU-s per image are the medians",
+    )
+    ap.add_argument(
+        "--timing-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads for the set-2 alignments (default --threads); 1 makes CPU-s the work itself, without the "
+        "time idle threads spin, which varies with the batch sizes and the machine's load",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", default=None, help="folder keeping the set-1 alignment between runs of the same data")
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="folder keeping the set-1 alignment between runs of the same data, and each trained network's set-2 "
+        "predictions between runs with the same training options (the re-fit options may then change)",
+    )
     args = ap.parse_args()
     if args.refit_keep_only and not args.refit_keep:
         ap.error("--refit-keep-only needs --refit-keep N")
 
+    import hashlib
+    import json
     import tempfile
     from pathlib import Path
 
@@ -246,7 +294,18 @@ def main() -> None:
         "augment_inplane": True,
     }
     finals = {}
+    not_training = ("no_refit", "cache", "timing_repeats", "timing_threads")
+    training = {k: v for k, v in vars(args).items() if not k.startswith("refit") and k not in not_training}
     for source in args.sources:
+        digest = hashlib.sha1(json.dumps({**training, "sources": source}, sort_keys=True).encode()).hexdigest()[:12]
+        saved = Path(args.cache) / f"network_{source}_{digest}.npz" if args.cache else None
+        if saved is not None and saved.exists():
+            kept = np.load(saved)
+            raw, R = {"shifts": kept["shifts"], "amplitudes": kept["amplitudes"]}, torch.as_tensor(kept["rotations"])
+            print(f"{source:>10} predictions of the network trained with these options: {saved}")
+            print(f"{'':>63} | {line(errors(R[:, 0], raw['shifts'], raw['amplitudes']))}")
+            finals[source] = (None, raw, R)
+            continue
         torch.manual_seed(args.seed)
         model = Regressor(
             kinds,
@@ -302,13 +361,26 @@ def main() -> None:
                           f"{line(e)} | {np.median(ang_k[:, :4].min(1)):.1f}°  within 20°: "
                           f"{(ang_k.min(1) < 20).mean():.0%}", flush=True)  # fmt: skip
         finals[source] = (model, raw, R)
+        if saved is not None:
+            np.savez(saved, shifts=raw["shifts"], amplitudes=raw["amplitudes"], rotations=R.numpy())
 
     if args.no_refit:
         return
-    print("\nset 2 re-fitted (elastic) against the truth; CPU-s per image measured here:")
-    c0 = time.process_time()
-    glob = aligner.align(imgs[s2].numpy(), defocus[s2], progress=False)
-    glob_cpu = (time.process_time() - c0) / args.n2
+    torch.set_num_threads(args.timing_threads or args.threads)
+    print(f"\nset 2 re-fitted (elastic) against the truth; CPU-s per image measured here (median of "
+          f"{args.timing_repeats} runs, {args.timing_threads or args.threads} threads):")  # fmt: skip
+
+    def timed(run):
+        """(the result, median CPU-s per set-2 image over --timing-repeats runs): the fits are deterministic, so
+        only the time differs between runs; the median is what the ratios are taken of (this machine is noisy)."""
+        cpu = []
+        for _ in range(args.timing_repeats):
+            c0 = time.process_time()
+            out = run()
+            cpu.append((time.process_time() - c0) / args.n2)
+        return out, float(np.median(cpu))
+
+    glob, glob_cpu = timed(lambda: aligner.align(imgs[s2].numpy(), defocus[s2], progress=False))
     print(f"{'global alignment':>52}: {line(errors(glob['rotations'], glob['origins'], glob['amplitudes']))}  "
           f"{glob_cpu:.3f} CPU-s/image")  # fmt: skip
     from copy import copy
@@ -319,34 +391,50 @@ def main() -> None:
     if "band" in args.refit_fine_grid and aligner.settings.fine:  # what the same grid would save the global alignment
         glob_band = copy(aligner)
         glob_band.settings = replace(aligner.settings, fine=[replace(st, size=band) for st in aligner.settings.fine])
-        c0 = time.process_time()
-        gb = glob_band.align(imgs[s2].numpy(), defocus[s2], progress=False)
-        gb_cpu = (time.process_time() - c0) / args.n2
+        gb, gb_cpu = timed(lambda: glob_band.align(imgs[s2].numpy(), defocus[s2], progress=False))
         print(f"{f'global alignment, fine stage on {band} px':>52}: "
               f"{line(errors(gb['rotations'], gb['origins'], gb['amplitudes']))}  {gb_cpu:.3f} CPU-s/image "
               f"({gb_cpu / glob_cpu:.2f}×)")  # fmt: skip
     refitters = []
     steps = args.refit_steps or [(aligner.settings.coarse[0].steps, aligner.settings.fine[0].steps)]
-    for grid, (coarse, fine) in [(g, st) for g in args.refit_fine_grid for st in steps]:
-        local = copy(aligner)  # the same model and search grid; only the refinement's steps and fine grid differ
+    coarse_grids = {
+        "search": aligner.settings.coarse[0].size,
+        "band": band_size(size, apix, cfg["align"]["coarse_lowpass"]),
+    }
+    for grid, (coarse, fine), spec, settle, coarse_grid in [
+        (g, st, sc, se, cg)
+        for g in args.refit_fine_grid
+        for st in steps
+        for sc in args.refit_lr_scale
+        for se in args.refit_settle
+        for cg in args.refit_coarse_grid
+    ]:
+        scale, fine_scale = (float(x) for x in (spec + "," + spec).split(",")[:2])
+        local = copy(aligner)  # the same model and search grid; only the refinement's steps, rates, fine grid differ
         local.settings = replace(
             aligner.settings,
-            coarse=[replace(st, steps=coarse) for st in aligner.settings.coarse],
-            fine=[replace(st, steps=fine, size=grids[grid]) for st in aligner.settings.fine][: 1 if fine else 0],
+            coarse=[
+                replace(st.scaled_rates(scale), steps=coarse, size=coarse_grids[coarse_grid])
+                for st in aligner.settings.coarse
+            ],
+            fine=[replace(st, steps=settle) for st in aligner.settings.coarse][: 1 if settle else 0]
+            + [replace(st.scaled_rates(fine_scale), steps=fine, size=grids[grid]) for st in aligner.settings.fine][
+                : 1 if fine else 0
+            ],
         )
-        refitters.append((f"{coarse}+{fine} steps" + (f", fine {band} px" if grid == "band" else ""), local))
+        label = f"{coarse}+{settle}+{fine} steps" if settle else f"{coarse}+{fine} steps"
+        label += f", fine {band} px" if grid == "band" else ""
+        label += f", coarse {coarse_grids['band']} px" if coarse_grid == "band" else ""
+        refitters.append((label + (f", lr ×{spec}" if spec != "1" else ""), local))
     for source, (_model, raw, R) in finals.items():
         K = R.shape[1]
-        plans = [(k, None) for k in sorted({1, min(K, 4), K})] + ([(K, args.refit_keep)] if args.refit_keep else [])
-        if args.refit_keep and args.refit_keep_only:
-            plans = [(K, args.refit_keep)]
+        keeps = [(K, keep) for keep in args.refit_keep or []]
+        plans = keeps if args.refit_keep_only else [(k, None) for k in sorted({1, min(K, 4), K})] + keeps
         for (steps, local), (k, keep) in [(r, p) for r in refitters for p in plans]:
-            c0 = time.process_time()
-            loc = local.align(
-                imgs[s2].numpy(), defocus[s2], progress=False, search=False, elastic=True, keep=keep,
-                start={"rotations": R[:, :k].numpy(), "origins": raw["shifts"], "amplitudes": raw["amplitudes"]},
-            )  # fmt: skip
-            loc_cpu = (time.process_time() - c0) / args.n2
+            start = {"rotations": R[:, :k].numpy(), "origins": raw["shifts"], "amplitudes": raw["amplitudes"]}
+            loc, loc_cpu = timed(lambda local=local, keep=keep, start=start: local.align(
+                imgs[s2].numpy(), defocus[s2], progress=False, search=False, elastic=True, keep=keep, start=start,
+            ))  # fmt: skip
             won = np.bincount(loc["start"], minlength=k)[: max(4, keep or 0)] / args.n2
             frm = f"{k}" if keep is None else f"best {keep} of {k} by cc"
             print(f"{source + f' + local re-fit from {frm}, {steps}':>52}: "

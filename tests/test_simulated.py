@@ -194,7 +194,8 @@ def test_simulation_source_trains_infers_hypotheses_and_refits_locally(aligned_t
               d / "refine2.star", "--out-amplitudes", d / "refine2.csv", "--out-plot", d / "refine2.png"]  # fmt: skip
     out = run_cli(*common, "--prior-star", d / "pre" / "set2.star").stdout
     assert "the STAR's pose was the best start for" in out
-    fine_px, image_px = map(int, re.search(r"the fine stage on (\d+) of (\d+) px \(band\)", out).groups())
+    fine_px, image_px = map(int, re.search(r"the fine stage 5 steps on (\d+) of (\d+) px \(band\)", out).groups())
+    assert "the coarse stage 5 steps at 3x the alignment's rates" in out  # local: refine.coarse_lr_scale 3
     apix = float(read_star(d / "infer.star")[1]["rlnImagePixelSize"].iloc[0])
     assert fine_px == band_size(image_px, apix, 10.0) < image_px
     with_star = pd.read_csv(d / "refine2.csv")
@@ -236,9 +237,20 @@ def test_both_cut_short_in_the_simulation_phase_resumes_it_before_fine_tuning(al
 
 
 def test_refine_steps_override_the_alignments():
+    from cryopipe.align.run import AlignSettings
+
     cfg = {**TINY, "align": {"coarse_steps": 30, "fine_steps": 25}, "refine": {"mode": "elastic", "fine_steps": 5}}
     params = json.loads(stage_json("refine", cfg))
-    assert (params["coarse_steps"], params["fine_steps"]) == (30, 5)
+    assert (params["coarse_steps"], params["fine_steps"], params["coarse_lr_scale"]) == (30, 5, 1.0)
+    # A local re-fit's unset keys take the local defaults, and its coarse stage runs at the scaled rates.
+    local = json.loads(stage_json("refine", {**cfg, "refine": {"mode": "elastic", "search": "local"}}))
+    assert (local["coarse_steps"], local["fine_steps"], local["coarse_lr_scale"]) == (40, 5, 3.0)
+    stages = {key: AlignSettings.from_params(p, 64) for key, p in (("global", params), ("local", local))}
+    assert stages["local"].coarse[0].lr_rotation == pytest.approx(3 * stages["global"].coarse[0].lr_rotation)
+    assert stages["local"].fine[0].lr_rotation == stages["global"].fine[0].lr_rotation
+    set_here = {**cfg, "refine": {"mode": "elastic", "search": "local", "coarse_steps": 7, "coarse_lr_scale": 2}}
+    assert json.loads(stage_json("refine", set_here))["coarse_steps"] == 7
+    assert json.loads(stage_json("refine", set_here))["coarse_lr_scale"] == 2
 
 
 def test_regressor_input_size_width_and_hypotheses_round_trip(tmp_path):

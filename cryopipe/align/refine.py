@@ -10,7 +10,7 @@ as it would be alone: batching changes the speed, not the result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,6 +30,17 @@ class Stage:
     lr_amplitude: float = 0.15  # Å RMSD
     lr_second: float = 0.05  # of the second reference's offset (z), refined only when the model has one
     beads: bool = True  # residue beads (fast) or all atoms
+
+    def scaled_rates(self, scale: float) -> Stage:
+        """The same stage with every learning rate times `scale`: Adam moves a parameter by about its rate per
+        step, so the rates bound how far a stage can travel from its start (~rate × steps / 2 with the cosine)."""
+        return replace(
+            self,
+            lr_rotation=self.lr_rotation * scale,
+            lr_shift=self.lr_shift * scale,
+            lr_amplitude=self.lr_amplitude * scale,
+            lr_second=self.lr_second * scale,
+        )
 
 
 def skew(w: torch.Tensor) -> torch.Tensor:

@@ -34,9 +34,11 @@ class AlignSettings:
     @classmethod
     def from_params(cls, params: dict, image_size: int) -> AlignSettings:
         """From the align stage's params (`cryopipe.commands.align.params_from_config`) for images of
-        `image_size` px: the coarse stage on the search grid, the fine one on the full image (or on `fine_size` px,
-        the local fit's band-limited grid, `cryopipe.commands.align.local_params`)."""
+        `image_size` px: the coarse stage on the search grid, its learning rates × `coarse_lr_scale` (the re-fit's,
+        `cryopipe.commands.refine.params_from_config`; default 1), the fine one on the full image (or on `fine_size`
+        px, the local fit's band-limited grid, `cryopipe.commands.align.local_params`)."""
         search = min(params["search_size"], image_size)
+        coarse_scale = params.get("coarse_lr_scale", 1.0)
         return cls(
             grid_spacing=params["grid_spacing"],
             search_size=search,
@@ -46,7 +48,9 @@ class AlignSettings:
             max_shift=params["max_shift"],
             candidates=params["candidates"],
             batch_size=params["batch_size"],
-            coarse=[Stage(search, params["coarse_lowpass"], params["coarse_steps"])] if params["coarse_steps"] else [],
+            coarse=[Stage(search, params["coarse_lowpass"], params["coarse_steps"]).scaled_rates(coarse_scale)]
+            if params["coarse_steps"]
+            else [],
             fine=[
                 Stage(params.get("fine_size") or image_size, params["fine_lowpass"], params["fine_steps"], beads=False)
             ]

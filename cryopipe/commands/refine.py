@@ -20,6 +20,13 @@ from cryopipe.commands import add_params_arg, resolve_params
 OUTPUTS = ["out_star", "out_amplitudes", "out_plot"]
 
 
+# What a local re-fit (`refine.search: local`) uses where the config leaves a key null. The network's hypotheses
+# start 10-20° from the pose, farther than a global search's grid candidates; Adam moves a parameter by about its
+# rate per step, so the coarse stage takes 3x the alignment's rates, and then needs only a short fine stage
+# (measured: README, "Re-fitting set 2").
+LOCAL_REFIT = {"coarse_steps": 40, "fine_steps": 5, "coarse_lr_scale": 3.0}
+
+
 def params_from_config(cfg: dict) -> dict:
     from cryopipe.commands import align
 
@@ -27,7 +34,8 @@ def params_from_config(cfg: dict) -> dict:
     a = align.params_from_config(cfg)
     a.pop("outlier_threshold")  # set 1's filters; set 2 keeps every image
     a.pop("cc_threshold")
-    steps = {k: r[k] if r[k] is not None else a[k] for k in ("coarse_steps", "fine_steps")}
+    unset = LOCAL_REFIT if r["search"] == "local" else {**a, "coarse_lr_scale": 1.0}
+    steps = {k: r[k] if r[k] is not None else unset[k] for k in ("coarse_steps", "fine_steps", "coarse_lr_scale")}
     return {
         **a,
         **steps,
@@ -136,8 +144,11 @@ def main(args: argparse.Namespace) -> None:
     second = load_reference(args.reference) if args.reference else None
     params = {**params, "fine_size": fine_size(params["fine_grid"], params["fine_lowpass"], optics.iloc[0])}
     aligner = make_aligner(params, Atoms.load(args.atoms), Modes.load(args.modes), optics.iloc[0], second=second)
-    for stage in aligner.settings.fine:  # what the aligner will use, not what was asked for
-        print(f"refine: the fine stage on {stage.size} of {aligner.image_size} px ({params['fine_grid']})")
+    for stage in aligner.settings.coarse:  # what the aligner will use, not what was asked for
+        print(f"refine: the coarse stage {stage.steps} steps at {params['coarse_lr_scale']:g}x the alignment's rates")
+    for stage in aligner.settings.fine:
+        print(f"refine: the fine stage {stage.steps} steps on {stage.size} of {aligner.image_size} px "
+              f"({params['fine_grid']})")  # fmt: skip
     images = ParticleImages(particles, args.star)  # read batch by batch: memory flat in the number of images
     res = aligner.align(
         images,

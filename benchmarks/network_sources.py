@@ -409,7 +409,8 @@ def main() -> None:
         for se in args.refit_settle
         for cg in args.refit_coarse_grid
     ]:
-        scale, fine_scale = (float(x) for x in (spec + "," + spec).split(",")[:2])
+        parts = [float(x) for x in spec.split(",")]
+        scale, fine_scale = parts[0], parts[-1]  # "S": both stages; "S,F": the fine stage's own
         local = copy(aligner)  # the same model and search grid; only the refinement's steps, rates, fine grid differ
         local.settings = replace(
             aligner.settings,

@@ -208,7 +208,7 @@ def test_local_refit_from_hypotheses_converges_to_the_global_alignment(adk, alig
 def test_scaled_rates_let_a_short_refit_travel_from_a_distant_start(adk):
     """Adam moves each parameter by about its rate per step, so 20 coarse steps at the alignment's rates cannot
     cover 20° (at most ~20 × 0.01 rad / 2 ≈ 6° with the cosine decay); the same 20 steps with every rate × 4
-    (`refine.lr_scale`) get most of the way from the same start (measured: median 12.9° left against 4.2°)."""
+    (`refine.coarse_lr_scale`) get most of the way from the same start (measured: median 12.9° left against 4.2°)."""
     from cryopipe.align.refine import refine
 
     _, _, atoms_ref, beads_ref = adk
@@ -221,9 +221,9 @@ def test_scaled_rates_let_a_short_refit_travel_from_a_distant_start(adk):
     batch = ImageBatch(imgs, no_defocus, no_defocus, no_defocus, OPTICS, ctf=False, phase_flipped=False)
     stage = Stage(SIZE, 8.0, 20)
     start = (R_start, torch.tensor(o_true).float(), torch.tensor(a_true + 1.0).float())
+    refs = {True: beads_ref.to("cpu"), False: atoms_ref.to("cpu")}
     errors = {}
     for scale in (1.0, 4.0):
-        refs = {True: beads_ref.to("cpu"), False: atoms_ref.to("cpu")}
         R, _, _, _, _ = refine(refs, batch, *start, [stage.scaled_rates(scale)])
         errors[scale] = np.median(angular_distance(R.double(), R_true).numpy())
     assert errors[1.0] > 9.0 and errors[4.0] < 6.0, errors
